@@ -1,0 +1,23 @@
+"""Errors that the CLI turns into one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+
+class MsamError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class CheckpointError(MsamError):
+    """A checkpoint that cannot be read, is of the wrong variant, or lacks a part."""
+
+
+class DataError(MsamError):
+    """A challenge npz file that is malformed or inconsistent."""
+
+
+class ParityError(MsamError):
+    """An exported artifact does not reproduce the PyTorch model: exit code 1."""
+
+    exit_code = 1

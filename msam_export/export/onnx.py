@@ -1,0 +1,94 @@
+"""Tracing the encoder and the box decoder to ONNX, simplifying and checking them."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from ..runtime.backends import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..zoo import EMBEDDING_SHAPE, MedSam, ModelSpec
+
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+DEFAULT_OPSET = 17
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: MedSam) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(image)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, opset: int, names: dict, dynamic: dict) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            input_names=names["inputs"],
+            output_names=names["outputs"],
+            opset_version=opset,
+            dynamic_axes=dynamic or None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def trace_encoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """``image`` float32 (1,3,S,S) -> ``image_embeddings`` (1,256,64,64)."""
+    image = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    names = {"inputs": [ENCODER_INPUT], "outputs": [ENCODER_OUTPUT]}
+    _export(_Encoder(model), (image,), path, opset, names, {})
+
+
+def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """``image_embeddings`` (1,256,64,64), ``boxes`` float32 (N,4) in the S frame
+    -> ``low_res_logits`` (N,1,256,256), ``iou_predictions`` (N,1); N dynamic."""
+    embeddings = torch.zeros(EMBEDDING_SHAPE)
+    boxes = torch.tensor([[10.0, 20.0, 100.0, 120.0], [30.0, 40.0, 200.0, 220.0]])
+    names = {"inputs": list(DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)}
+    dynamic = {"boxes": {0: "num_boxes"}, "low_res_logits": {0: "num_boxes"}, "iou_predictions": {0: "num_boxes"}}
+    _export(model.box_decoder(), (embeddings, boxes), path, opset, names, dynamic)
+
+
+def simplify(path: Path) -> str:
+    """onnxsim in place; returns "ok", or why the unsimplified graph was kept."""
+    from onnxsim import simplify as onnxsim_simplify
+
+    model = onnx.load(str(path))
+    try:
+        simplified, check_ok = onnxsim_simplify(model)
+    except Exception as exc:  # onnxsim raises many kinds; keep the traced graph then
+        return f"kept unsimplified graph: onnxsim failed ({type(exc).__name__}: {str(exc)[:120]})"
+    if not check_ok:
+        return "kept unsimplified graph: onnxsim's check did not pass"
+    onnx.save(simplified, str(path))
+    return "ok"
+
+
+def check(path: Path) -> None:
+    """``onnx.checker`` with full checking (shape inference included)."""
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def io_spec(path: Path) -> dict[str, list[dict]]:
+    """Names, shapes (symbolic dims as strings) and dtypes of a graph's inputs and outputs."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(values) -> list[dict]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+            out.append({"name": v.name, "shape": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+        return out
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}

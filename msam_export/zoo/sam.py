@@ -1,0 +1,288 @@
+"""SAM's box prompt encoder, two-way transformer and mask decoder.
+
+Module names follow segment-anything so that state dicts load unchanged. Only
+what box-prompted inference needs is computed, but every parameter of the
+original modules exists (point and mask prompt weights included) so that
+checkpoints load strictly and parameter counts match.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+
+
+class PositionEmbeddingRandom(nn.Module):
+    """Random-Fourier positional encoding of normalised (x, y) coordinates."""
+
+    def __init__(self, num_pos_feats: int = 128) -> None:
+        super().__init__()
+        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn((2, num_pos_feats)))
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        """(..., 2) coordinates in [0, 1] -> (..., 2 * num_pos_feats)."""
+        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix
+        coords = 2 * math.pi * coords
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
+
+    def grid(self, height: int, width: int) -> torch.Tensor:
+        """Encoding of every cell centre of an (H, W) grid: (C, H, W)."""
+        ones = torch.ones((height, width), dtype=self.positional_encoding_gaussian_matrix.dtype)
+        y = (ones.cumsum(dim=0) - 0.5) / height
+        x = (ones.cumsum(dim=1) - 0.5) / width
+        return self.encode(torch.stack([x, y], dim=-1)).permute(2, 0, 1)
+
+
+class PromptEncoder(nn.Module):
+    """Encodes boxes into sparse tokens; supplies the dense "no mask" embedding.
+
+    Args:
+        embed_dim: token width (256).
+        image_embedding_size: (64, 64).
+        input_image_size: (S, S), the frame boxes are given in.
+        mask_in_chans: hidden channels of the (unused here) mask branch.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        image_embedding_size: tuple[int, int],
+        input_image_size: tuple[int, int],
+        mask_in_chans: int,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.image_embedding_size = image_embedding_size
+        self.input_image_size = input_image_size
+        self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
+        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, mask_in_chans // 4, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans // 4),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans // 4, mask_in_chans, kernel_size=2, stride=2),
+            LayerNorm2d(mask_in_chans),
+            nn.GELU(),
+            nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
+        )
+        self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def dense_pe(self) -> torch.Tensor:
+        """Positional encoding of the image embedding grid: (1, 256, 64, 64)."""
+        return self.pe_layer.grid(*self.image_embedding_size).unsqueeze(0)
+
+    def dense_embedding(self) -> torch.Tensor:
+        """The "no mask" dense prompt: (1, 256, 64, 64)."""
+        h, w = self.image_embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, h, w)
+
+    def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(N, 4) XYXY boxes in the S-pixel frame -> (N, 2, 256) corner tokens.
+
+        As in SAM: +0.5 (pixel centre), divide x by W and y by H, Fourier
+        encode, add the learned top-left / bottom-right corner embeddings.
+        """
+        corners = (boxes + 0.5).reshape(-1, 2, 2)
+        h, w = self.input_image_size
+        scale = torch.tensor([w, h], dtype=corners.dtype)
+        tokens = self.pe_layer.encode(corners / scale)
+        corner_embed = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0)
+        return tokens + corner_embed
+
+
+class Attention(nn.Module):
+    """Multi-head attention with an optional downscaled internal width."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(embedding_dim, internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, internal_dim)
+        self.out_proj = nn.Linear(internal_dim, embedding_dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C)."""
+        q = self._split(self.q_proj(q))
+        k = self._split(self.k_proj(k))
+        v = self._split(self.v_proj(v))
+        attn = q @ k.permute(0, 1, 3, 2) / math.sqrt(q.shape[-1])
+        out = torch.softmax(attn, dim=-1) @ v
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+class MLPBlock(nn.Module):
+    """lin2(relu(lin1(x)))."""
+
+    def __init__(self, embedding_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(torch.relu(self.lin1(x)))
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token->image, MLP, image->token (SAM)."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        downsample_rate: int,
+        skip_first_layer_pe: bool,
+        norm_eps: float,
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim, eps=norm_eps)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim, eps=norm_eps)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim)
+        self.norm3 = nn.LayerNorm(embedding_dim, eps=norm_eps)
+        self.norm4 = nn.LayerNorm(embedding_dim, eps=norm_eps)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (B, T, C), keys (B, HW, C) -> updated (queries, keys)."""
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+        k = keys + key_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        queries = self.norm3(queries + self.mlp(queries))
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """SAM's two-way transformer between prompt tokens and image embedding.
+
+    Args:
+        depth: number of two-way blocks (2).
+        embedding_dim: C (256).
+        num_heads: 8.
+        mlp_dim: 2048.
+        norm_eps: LayerNorm eps (1e-6 in MedficientSAM, 1e-5 in LiteMedSAM).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        attention_downsample_rate: int = 2,
+        norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, attention_downsample_rate, i == 0, norm_eps)
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim, eps=norm_eps)
+
+    def forward(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """image_embedding and image_pe (B, C, H, W), point_embedding (B, T, C)
+        -> queries (B, T, C), keys (B, HW, C)."""
+        keys = image_embedding.flatten(2).permute(0, 2, 1)
+        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        attn_out = self.final_attn_token_to_image(queries + point_embedding, keys + key_pe, keys)
+        return self.norm_final_attn(queries + attn_out), keys
+
+
+class MaskDecoder(nn.Module):
+    """Predicts low-resolution mask logits and IoU scores from prompt tokens.
+
+    Args:
+        transformer_dim: C (256).
+        transformer: the two-way transformer.
+        num_multimask_outputs: 3 (plus one single-mask output).
+        iou_head_depth: 3.
+        iou_head_hidden_dim: 256.
+    """
+
+    def __init__(
+        self,
+        transformer_dim: int,
+        transformer: TwoWayTransformer,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single-mask prediction (``multimask_output=False``).
+
+        Args:
+            image_embeddings: (1, 256, 64, 64), shared by all N prompts.
+            image_pe: (1, 256, 64, 64).
+            sparse_prompt_embeddings: (N, T, 256).
+            dense_prompt_embeddings: (1, 256, 64, 64).
+
+        Returns:
+            low-res mask logits (N, 1, 256, 256) and IoU predictions (N, 1).
+        """
+        n = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings], dim=1)
+        src = (image_embeddings + dense_prompt_embeddings).expand(n, -1, -1, -1)
+        pos_src = image_pe.expand(n, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, keys = self.transformer(src, pos_src, tokens)
+        mask_token = hs[:, 1, :]
+        upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
+        hyper_in = self.output_hypernetworks_mlps[0](mask_token).unsqueeze(1)
+        _, c_up, h_up, w_up = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(n, c_up, h_up * w_up)).reshape(n, 1, h_up, w_up)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, :1]
+        return masks, iou_pred

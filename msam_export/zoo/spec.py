@@ -1,0 +1,105 @@
+"""One spec per model: everything export, runtime and verify need to know."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .efficientvit import build_efficientvit_encoder
+from .model import MedSam
+from .sam import MaskDecoder, PromptEncoder, TwoWayTransformer
+from .tinyvit import build_litemedsam_encoder
+
+EMBEDDING_SHAPE = (1, 256, 64, 64)
+LOW_RES_SIZE = 256
+PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Where a model's tensors live in the checkpoint formats seen in the wild."""
+
+    finetuned_prefix: str = "model."
+    distilled_prefix: str = "student_encoder."
+    teacher_prefix: str = "teacher_encoder."
+    encoder_part: str = "image_encoder"
+
+
+KEY_LAYOUT = KeyLayout()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the zoo.
+
+    Attributes:
+        name: short id used on the command line ("l0", "litemedsam", ...).
+        title: human-readable name.
+        input_size: S, the square encoder input (boxes live in this frame).
+        resize: preprocessing resize rule, "bilinear" (torch, uint8) or "area"
+            (OpenCV INTER_AREA), see ``msam_export.contract``.
+        build_encoder: constructs the image encoder (random weights).
+        decoder_norm_eps: LayerNorm eps inside the mask decoder's transformer.
+        keys: checkpoint key layout.
+    """
+
+    name: str
+    title: str
+    input_size: int
+    resize: str
+    build_encoder: Callable[[], nn.Module]
+    decoder_norm_eps: float
+    keys: KeyLayout = KEY_LAYOUT
+
+    def build_prompt_encoder(self) -> PromptEncoder:
+        s = self.input_size
+        return PromptEncoder(256, EMBEDDING_SHAPE[2:], (s, s), mask_in_chans=16)
+
+    def build_mask_decoder(self) -> MaskDecoder:
+        transformer = TwoWayTransformer(2, 256, 8, 2048, norm_eps=self.decoder_norm_eps)
+        return MaskDecoder(256, transformer, num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256)
+
+    def build(self, with_decoder: bool = True, device: str | torch.device | None = None) -> MedSam:
+        """The composed model with random weights (``device="meta"`` for shapes only)."""
+        with torch.device(device or "cpu"):
+            encoder = self.build_encoder()
+            prompt = self.build_prompt_encoder() if with_decoder else None
+            decoder = self.build_mask_decoder() if with_decoder else None
+        return MedSam(encoder, prompt, decoder).eval()
+
+
+def _medficientsam(variant: str) -> ModelSpec:
+    return ModelSpec(
+        name=variant,
+        title=f"MedficientSAM-{variant.upper()}",
+        input_size=512,
+        resize="bilinear",
+        build_encoder=lambda: build_efficientvit_encoder(variant),
+        decoder_norm_eps=1e-6,
+    )
+
+
+ZOO: dict[str, ModelSpec] = {
+    "l0": _medficientsam("l0"),
+    "l1": _medficientsam("l1"),
+    "l2": _medficientsam("l2"),
+    "litemedsam": ModelSpec(
+        name="litemedsam",
+        title="LiteMedSAM",
+        input_size=256,
+        resize="area",
+        build_encoder=build_litemedsam_encoder,
+        decoder_norm_eps=1e-5,
+    ),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec called ``name`` (case-insensitive); ValueError lists the choices."""
+    key = name.lower()
+    if key not in ZOO:
+        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(ZOO)}")
+    return ZOO[key]

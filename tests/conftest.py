@@ -1,0 +1,31 @@
+"""Shared fixtures: paths to the carried fixtures and to ../shared when present."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED = Path(os.environ.get("MSAM_SHARED", REPO.parent / "shared"))
+SHARED_GOLDEN = SHARED / "golden"
+SHARED_DATA = SHARED / "data"
+
+sys.path.insert(0, str(FIXTURES))  # make_weights.py, the golden generator's helper
+
+
+def golden_file(name: str) -> Path:
+    """A golden file from the repo's fixtures, else from ../shared/golden; skip if neither."""
+    for folder in (FIXTURES, SHARED_GOLDEN):
+        if (folder / name).is_file():
+            return folder / name
+    pytest.skip(f"{name} is neither in tests/fixtures nor in {SHARED_GOLDEN} (shared/ absent)")
+
+
+def shared_data() -> Path:
+    if not (SHARED_DATA / "imgs").is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent")
+    return SHARED_DATA
