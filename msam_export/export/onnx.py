@@ -17,15 +17,6 @@ DECODER_FILE = "decoder.onnx"
 DEFAULT_OPSET = 17
 
 
-class _Encoder(nn.Module):
-    def __init__(self, model: MedSam) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(image)
-
-
 def _export(module: nn.Module, args: tuple, path: Path, opset: int, names: dict, dynamic: dict) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -46,7 +37,7 @@ def trace_encoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAU
     """``image`` float32 (1,3,S,S) -> ``image_embeddings`` (1,256,64,64)."""
     image = torch.zeros(1, 3, spec.input_size, spec.input_size)
     names = {"inputs": [ENCODER_INPUT], "outputs": [ENCODER_OUTPUT]}
-    _export(_Encoder(model), (image,), path, opset, names, {})
+    _export(model.image_encoder, (image,), path, opset, names, {})
 
 
 def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
