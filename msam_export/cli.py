@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -21,8 +22,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 CheckpointArg = Annotated[
     Path | None,
@@ -193,6 +194,135 @@ def openvino_cmd(
     steps = Steps(err_console, quiet=quiet or as_json)
     meta = export_openvino(path, out_dir, precision, variant, trust_pickle, opset, not no_simplify, force, steps)
     _report_export(meta, out_dir, quiet, as_json)
+
+
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads [default: all usable cores].")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="OpenVINO inference precision: f32 (default) or bf16 (AMX CPUs).")
+]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="OpenVINO compiled-model cache directory.")]
+ModelArg = Annotated[Path, typer.Argument(help="A checkpoint, an ONNX export dir or an OpenVINO export dir.")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[case]}"),
+        console=err_console,
+        transient=True,
+    )
+
+
+@app.command("segment")
+def segment_cmd(
+    model: ModelArg,
+    input_dir: Annotated[Path, typer.Argument(help="Challenge-format inputs (*.npz with imgs, boxes).")],
+    output_dir: Annotated[Path, typer.Argument(help="Where each case's segs npz goes (same file name).")],
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = "f32",
+    cache_dir: CacheDirOpt = None,
+    variant: VariantOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    timings: Annotated[
+        Path | None, typer.Option("--timings", help="Per-case timing CSV [default: OUTPUT_DIR/timings.csv].")
+    ] = None,
+) -> None:
+    """Segment challenge cases (2D, and 3D by middle-slice-outward propagation) like the challenge's Docker did.
+
+    A bad case is reported and skipped; the exit code is 2 if any case failed.
+    """
+    from .runtime import Predictor, open_model
+    from .runtime.segment import segment_dir, write_csv
+
+    opened = open_model(model, threads, precision, cache_dir, variant, trust_pickle, need="segment")
+    predictor = Predictor(opened.backend, opened.spec)
+    with _progress() as progress:
+        task = progress.add_task("segment", total=len(list(input_dir.glob("*.npz"))), case="")
+
+        def advance(name: str) -> None:
+            progress.update(task, advance=0 if not progress.tasks[0].fields["case"] else 1, case=name)
+
+        rows = segment_dir(predictor, input_dir, output_dir, advance)
+    write_csv(timings or output_dir / "timings.csv", rows)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for row in failed:
+        err_console.print(f"[red]{row['case']}[/]: {row['status']}", highlight=False)
+    total = sum(r.get("wall_ms", 0) for r in rows) / 1e3
+    console.print(f"{len(rows) - len(failed)}/{len(rows)} cases segmented into {output_dir} in {total:.1f} s")
+    if failed:
+        raise typer.Exit(2)
+
+
+def _reference_for(candidate: Path, reference: Path | None) -> Path:
+    if reference is not None:
+        return reference
+    if candidate.is_file():
+        return candidate
+    from .export.metadata import read_metadata
+    from .files import sha256_of
+
+    source = read_metadata(candidate)["source"]
+    path = Path(source["path"])
+    if path.is_file() and sha256_of(path) == source["sha256"]:
+        return path
+    raise MsamError(f"{candidate}: its source checkpoint is not available; pass --reference CKPT")
+
+
+@app.command("verify")
+def verify_cmd(
+    candidate: Annotated[
+        Path, typer.Argument(help="The artifact to check: ONNX or OpenVINO export dir (or a checkpoint).")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="Challenge data: a dir with imgs/ and gts/, or of input npz.")],
+    reference: Annotated[
+        Path | None, typer.Option("--reference", help="PyTorch checkpoint [default: the artifact's source checkpoint].")
+    ] = None,
+    gts: Annotated[Path | None, typer.Option("--gts", help="Ground-truth dir [default: DATA/gts if present].")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here (verify.json).")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Candidate runs per case, for latency statistics.")] = 1,
+    min_agreement: Annotated[float | None, typer.Option(help="Fail if mean agreement DSC is below this.")] = None,
+    max_dsc_drop: Annotated[float | None, typer.Option(help="Fail if mean DSC vs ground truth drops more.")] = None,
+    max_nsd_drop: Annotated[float | None, typer.Option(help="Fail if mean NSD vs ground truth drops more.")] = None,
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = "f32",
+    cache_dir: CacheDirOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON on stdout.")] = False,
+) -> None:
+    """Compare an artifact with the PyTorch FP32 model: mask agreement, DSC/NSD vs ground truth, latency.
+
+    Exit 1 if a threshold is not met or a case fails.
+    """
+    from .data import list_cases
+    from .runtime import open_model
+    from .runtime.segment import data_dirs
+    from .verify import Thresholds, run_verify
+    from .verify.render import verify_table, write_report
+
+    imgs, gts_dir = data_dirs(data, gts)
+    cases = list_cases(imgs)
+    reference_path = _reference_for(candidate, reference)
+    ref = open_model(reference_path, threads, trust_pickle=trust_pickle, need="verify")
+    cand = open_model(candidate, threads, precision, cache_dir, trust_pickle=trust_pickle, need="verify")
+    thresholds = Thresholds(min_agreement, max_dsc_drop, max_nsd_drop)
+    with _progress() as progress:
+        task = progress.add_task("verify", total=len(cases), case="")
+        report = run_verify(
+            cand, ref, cases, gts_dir, repeats, thresholds, lambda name: progress.update(task, advance=1, case=name)
+        )
+    if output:
+        write_report(output, report)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(verify_table(report))
+    if not report["verdict"]["passed"]:
+        for failure in report["verdict"]["failures"]:
+            err_console.print(f"[red]FAIL[/] {failure}", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

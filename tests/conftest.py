@@ -29,3 +29,20 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "imgs").is_dir():
         pytest.skip(f"{SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def litemedsam_exports(tmp_path_factory):
+    """LiteMedSAM (real weights) exported once per session: {"onnx": dir, "openvino": dir}."""
+    from msam_export.checkpoints import default_checkpoint_path
+    from msam_export.export import pipeline
+
+    root = tmp_path_factory.mktemp("litemedsam")
+    pipeline.export_onnx(default_checkpoint_path(), root / "onnx")
+    pipeline.export_openvino(root / "onnx", root / "openvino")
+    return {"onnx": root / "onnx", "openvino": root / "openvino"}
+
+
+def sample_case(name: str) -> Path:
+    """A case bundled with the package (msam_export/samples/imgs)."""
+    return REPO / "msam_export" / "samples" / "imgs" / name

@@ -13,7 +13,7 @@ import torch
 
 from ..contract import preprocess, transform_boxes
 from ..data import load_case
-from ..metrics import dice
+from ..metrics import agreement_dice
 from ..runtime import Backend, TorchBackend
 from ..zoo import MedSam, ModelSpec
 
@@ -86,7 +86,7 @@ def parity_inputs(spec: ModelSpec, cases: tuple[str, ...] = PARITY_CASES) -> lis
 
 
 def _mask_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean([dice(x > 0, y > 0) for x, y in zip(a[:, 0], b[:, 0], strict=True)]))
+    return float(np.mean([agreement_dice(x > 0, y > 0) for x, y in zip(a[:, 0], b[:, 0], strict=True)]))
 
 
 def exact_reference(model: MedSam) -> TorchBackend:

@@ -117,6 +117,11 @@ class OpenVinoBackend:
         self._encoder_request = self.encoder.create_infer_request()
         self._decoder_request = self.decoder.create_infer_request() if self.decoder else None
 
+    def actual_precision(self) -> str:
+        """The inference precision the compiled encoder reports (what really runs)."""
+        hint = self.encoder.get_property("INFERENCE_PRECISION_HINT")
+        return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+
     def encode(self, image: np.ndarray) -> np.ndarray:
         result = self._encoder_request.infer({ENCODER_INPUT: image})
         return np.array(result[self.encoder.output(ENCODER_OUTPUT)], copy=True)

@@ -112,7 +112,7 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C)."""
+        """q (B, Nq, C), k and v (B or 1, Nk, C) -> (B, Nq, C). Plain attention."""
         q = self._split(self.q_proj(q))
         k = self._split(self.k_proj(k))
         v = self._split(self.v_proj(v))
@@ -120,6 +120,62 @@ class Attention(nn.Module):
         out = torch.softmax(attn, dim=-1) @ v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def _heads(self, linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """A projection's weight as (heads, d, C) and bias as (heads, d, 1)."""
+        h = self.num_heads
+        return linear.weight.reshape(h, -1, linear.weight.shape[1]), linear.bias.reshape(h, -1, 1)
+
+    def tokens_to_image(self, tokens: torch.Tensor, image_k: torch.Tensor, image_v: torch.Tensor) -> torch.Tensor:
+        """Prompt tokens attend to the image: tokens (N, T, C), image_k and image_v
+        (N or 1, HW, C) -> (N, T, C).
+
+        A batch-1 (shared) image is projected once (``forward``). A per-prompt
+        image is never projected: the k and v projections are applied on the token side
+        (``q·(W_k x + b_k) = (W_kᵀ q)·x + q·b_k``; softmax rows sum to one, so
+        ``A (W_v x + b_v) = W_v (A x) + b_v``). Per prompt this costs T·HW·C
+        multiply-adds instead of HW·C·C/2.
+        """
+        n, t, _ = tokens.shape
+        h = self.num_heads
+        if image_k.shape[0] == 1:  # a shared image: project it once, as in ``forward``
+            return self.forward(tokens, image_k, image_v)
+        q = self._split(self.q_proj(tokens))  # (N, h, T, d)
+        wk, bk = self._heads(self.k_proj)
+        wv, bv = self._heads(self.v_proj)
+        q_in = (q @ wk).reshape(n, h * t, -1)  # (N, h*T, C)
+        scores = (q_in @ image_k.transpose(1, 2)).reshape(n, h, t, -1) + q @ bk  # (N, h, T, HW)
+        attn = torch.softmax(scores / math.sqrt(q.shape[-1]), dim=-1)
+        mixed = (attn.reshape(n, h * t, -1) @ image_v).reshape(n, h, t, -1)  # (N, h, T, C)
+        out = mixed @ wv.transpose(1, 2) + bv.transpose(1, 2)  # (N, h, T, d)
+        return self.out_proj(out.transpose(1, 2).reshape(n, t, -1))
+
+    def image_to_tokens(self, image_q: torch.Tensor, tokens_k: torch.Tensor, tokens_v: torch.Tensor) -> torch.Tensor:
+        """The image attends to prompt tokens: image_q (N or 1, HW, C), tokens (N, T, C)
+        -> (N, HW, C).
+
+        A batch-1 (shared) image is projected once; a per-prompt image is not
+        projected at all, the q projection moving to the token side instead. The
+        output projection is folded into the values (``Σ_h A_h (v_h W_o,hᵀ)``), so
+        the (N, HW, C) result comes from one (HW × h·T) by (h·T × C) product.
+        """
+        n, t, _ = tokens_k.shape
+        h = self.num_heads
+        k = self._split(self.k_proj(tokens_k))  # (N, h, T, d)
+        v = self._split(self.v_proj(tokens_v))
+        if image_q.shape[0] == 1:
+            q = self._split(self.q_proj(image_q))  # (1, h, HW, d)
+            scores = q @ k.transpose(2, 3)  # (N, h, HW, T)
+        else:
+            wq, bq = self._heads(self.q_proj)
+            k_in = (k @ wq).reshape(n, h * t, -1)  # (N, h*T, C)
+            scores = (image_q @ k_in.transpose(1, 2)).reshape(n, -1, h, t).transpose(1, 2)
+            scores = scores + (k @ bq).transpose(2, 3)  # (N, h, HW, T)
+        attn = torch.softmax(scores / math.sqrt(k.shape[-1]), dim=-1)
+        wo = self.out_proj.weight.reshape(-1, h, k.shape[-1]).permute(1, 2, 0)  # (h, d, C)
+        v_out = (v @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
+        hw = attn.shape[2]
+        return attn.permute(0, 2, 1, 3).reshape(n, hw, h * t) @ v_out + self.out_proj.bias
 
 
 class MLPBlock(nn.Module):
@@ -160,7 +216,7 @@ class TwoWayAttentionBlock(nn.Module):
     def forward(
         self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, T, C), keys (B, HW, C) -> updated (queries, keys)."""
+        """queries (N, T, C), keys (N or 1, HW, C) -> updated (queries, keys (N, HW, C))."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -168,10 +224,10 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        queries = self.norm2(queries + self.cross_attn_token_to_image.tokens_to_image(queries + query_pe, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token.image_to_tokens(k, q, queries))
         return queries, keys
 
 
@@ -206,14 +262,15 @@ class TwoWayTransformer(nn.Module):
     def forward(
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image_embedding and image_pe (B, C, H, W), point_embedding (B, T, C)
-        -> queries (B, T, C), keys (B, HW, C)."""
+        """image_embedding and image_pe (1, C, H, W), point_embedding (N, T, C)
+        -> queries (N, T, C), keys (N, HW, C). The image side broadcasts over the
+        N prompts until the first block updates it per prompt."""
         keys = image_embedding.flatten(2).permute(0, 2, 1)
         key_pe = image_pe.flatten(2).permute(0, 2, 1)
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
-        attn_out = self.final_attn_token_to_image(queries + point_embedding, keys + key_pe, keys)
+        attn_out = self.final_attn_token_to_image.tokens_to_image(queries + point_embedding, keys + key_pe, keys)
         return self.norm_final_attn(queries + attn_out), keys
 
 
@@ -275,10 +332,12 @@ class MaskDecoder(nn.Module):
         n = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse_prompt_embeddings], dim=1)
-        src = (image_embeddings + dense_prompt_embeddings).expand(n, -1, -1, -1)
-        pos_src = image_pe.expand(n, -1, -1, -1)
+        # The image side stays at batch 1 until the first image->token attention makes
+        # it prompt-dependent: the first block's key/value/query projections of the
+        # image run once per call, not once per box (broadcasting does the rest).
+        src = image_embeddings + dense_prompt_embeddings
         _, c, h, w = src.shape
-        hs, keys = self.transformer(src, pos_src, tokens)
+        hs, keys = self.transformer(src, image_pe, tokens)
         mask_token = hs[:, 1, :]
         upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
         hyper_in = self.output_hypernetworks_mlps[0](mask_token).unsqueeze(1)

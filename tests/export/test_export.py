@@ -42,10 +42,9 @@ def assert_golden(backend, image, boxes, golden, prefix="", with_decoder=True, a
 
 
 @pytest.fixture(scope="module")
-def litemedsam_onnx(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lite") / "onnx"
-    meta = pipeline.export_onnx(default_checkpoint_path(), out)
-    return out, meta
+def litemedsam_onnx(litemedsam_exports):
+    out = litemedsam_exports["onnx"]
+    return out, json.loads((out / "export.json").read_text())
 
 
 def test_litemedsam_onnx_artifact(litemedsam_onnx):
@@ -85,9 +84,9 @@ def test_reexport_is_byte_identical(litemedsam_onnx, tmp_path):
         assert (tmp_path / "again" / name).read_bytes() == (first / name).read_bytes(), name
 
 
-def test_litemedsam_openvino_from_onnx_dir(litemedsam_onnx, tmp_path):
-    out = tmp_path / "ov"
-    meta = pipeline.export_openvino(litemedsam_onnx[0], out)
+def test_litemedsam_openvino_from_onnx_dir(litemedsam_exports):
+    out = litemedsam_exports["openvino"]
+    meta = json.loads((out / "export.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == [
         "decoder.bin",
         "decoder.xml",

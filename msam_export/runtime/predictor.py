@@ -1,0 +1,155 @@
+"""2D and 3D box-prompted segmentation on top of any backend.
+
+Pre/post-processing comes from ``msam_export.contract``; the backend only runs
+the two graphs. 3D follows the challenge's propagation (PIPELINE.md): each box
+starts at its middle slice with the given box and walks up through z_max, then
+down from z_mid-1 through z_min; every other slice is prompted with the tight
+box of the neighbouring slice's mask (towards z_mid), or the given box when that
+mask is empty. All boxes walk together, slice by slice, so each slice is encoded
+exactly once and the boxes active on a slice share one decoder call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..contract import mask_to_box, paint_labels, postprocess, preprocess, transform_boxes
+from ..data import Case
+from ..zoo import ModelSpec
+from .backends import Backend
+
+DECODER_CHUNK = 32  # boxes per decoder call; bounds the (N,1,S,S) upsampling memory
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage, and how often each graph ran."""
+
+    encoder_ms: float = 0.0
+    decoder_ms: float = 0.0
+    pre_ms: float = 0.0
+    post_ms: float = 0.0
+    encoder_calls: int = 0
+    decoder_calls: int = 0
+    decoded_boxes: int = 0
+    encoder_call_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, float | int]:
+        d = {k: v for k, v in self.__dict__.items() if k != "encoder_call_ms"}
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}
+
+
+@dataclass
+class Segmentation:
+    """A case's label map plus each box's own mask (for per-box agreement).
+
+    ``box_masks[i]`` is a bool array: (H, W) for 2D; for 3D, the masks of the
+    slices ``box_slices[i]`` (a (z_min, z_max) range), shape (dz, H, W).
+    """
+
+    segs: np.ndarray
+    box_masks: list[np.ndarray]
+    box_slices: list[tuple[int, int]]
+    timings: Timings
+    wall_ms: float = 0.0
+
+
+class Predictor:
+    """Segments challenge cases with one backend and one model spec."""
+
+    def __init__(self, backend: Backend, spec: ModelSpec) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.timings = Timings()
+
+    def _encode(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        t0 = time.perf_counter()
+        tensor, resized_hw = preprocess(image, self.spec.input_size, self.spec.resize)
+        t1 = time.perf_counter()
+        embedding = self.backend.encode(tensor)
+        t2 = time.perf_counter()
+        self.timings.pre_ms += (t1 - t0) * 1e3
+        self.timings.encoder_ms += (t2 - t1) * 1e3
+        self.timings.encoder_call_ms.append((t2 - t1) * 1e3)
+        self.timings.encoder_calls += 1
+        return embedding, resized_hw
+
+    def _decode(
+        self, embedding: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int], boxes: np.ndarray
+    ) -> np.ndarray:
+        """(N,4) original-pixel boxes -> (N,H,W) bool masks."""
+        masks = []
+        for start in range(0, len(boxes), DECODER_CHUNK):
+            t0 = time.perf_counter()
+            model_boxes = transform_boxes(boxes[start : start + DECODER_CHUNK], original_hw, self.spec.input_size)
+            t1 = time.perf_counter()
+            logits, _ = self.backend.decode(embedding, model_boxes)
+            t2 = time.perf_counter()
+            masks.append(postprocess(logits, resized_hw, original_hw, self.spec.input_size))
+            t3 = time.perf_counter()
+            self.timings.pre_ms += (t1 - t0) * 1e3
+            self.timings.decoder_ms += (t2 - t1) * 1e3
+            self.timings.post_ms += (t3 - t2) * 1e3
+            self.timings.decoder_calls += 1
+            self.timings.decoded_boxes += len(model_boxes)
+        return np.concatenate(masks)
+
+    def segment_2d(self, image: np.ndarray, boxes: np.ndarray) -> Segmentation:
+        """image uint8 (H,W,3) or (H,W); boxes (N,4) XYXY original pixels."""
+        start = time.perf_counter()
+        self.timings = Timings()
+        embedding, resized_hw = self._encode(image)
+        masks = self._decode(embedding, resized_hw, image.shape[:2], np.asarray(boxes, dtype=np.float64))
+        segs = paint_labels(masks, image.shape[:2])
+        wall = (time.perf_counter() - start) * 1e3
+        return Segmentation(segs, list(masks), [(0, 0)] * len(masks), self.timings, wall)
+
+    def segment_3d(self, volume: np.ndarray, boxes: np.ndarray) -> Segmentation:
+        """volume uint8 (D,H,W); boxes (N,6) x_min,y_min,z_min,x_max,y_max,z_max (z inclusive)."""
+        start = time.perf_counter()
+        self.timings = Timings()
+        boxes = np.asarray(boxes, dtype=np.float64)
+        z_lo = boxes[:, 2].astype(int)
+        z_hi = boxes[:, 5].astype(int)
+        z_mid = (z_lo + z_hi) // 2
+        given = boxes[:, [0, 1, 3, 4]]
+        per_box: list[dict[int, np.ndarray]] = [{} for _ in boxes]
+        cache: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+
+        def prompt(i: int, z: int, neighbour: int) -> np.ndarray:
+            if z == z_mid[i]:
+                return given[i]
+            found = mask_to_box(per_box[i][neighbour])
+            return given[i] if found is None else found.astype(np.float64)
+
+        def run_slice(z: int, active: list[int], neighbour: int) -> None:
+            if not active:
+                return
+            if z not in cache:
+                cache[z] = self._encode(volume[z])
+            embedding, resized_hw = cache[z]
+            prompts = np.stack([prompt(i, z, neighbour) for i in active])
+            for i, mask in zip(active, self._decode(embedding, resized_hw, volume.shape[1:], prompts), strict=True):
+                per_box[i][z] = mask
+
+        for z in range(int(z_mid.min()), int(z_hi.max()) + 1):  # upward sweep
+            run_slice(z, [i for i in range(len(boxes)) if z_mid[i] <= z <= z_hi[i]], z - 1)
+        for z in range(int(z_mid.max()) - 1, int(z_lo.min()) - 1, -1):  # downward sweep
+            run_slice(z, [i for i in range(len(boxes)) if z_lo[i] <= z < z_mid[i]], z + 1)
+
+        segs = np.zeros(volume.shape, dtype=np.uint16)
+        box_masks = []
+        for i, masks in enumerate(per_box):
+            stack = np.stack([masks[z] for z in range(z_lo[i], z_hi[i] + 1)])
+            segs[z_lo[i] : z_hi[i] + 1][stack] = i + 1
+            box_masks.append(stack)
+        wall = (time.perf_counter() - start) * 1e3
+        return Segmentation(segs, box_masks, list(zip(z_lo.tolist(), z_hi.tolist(), strict=True)), self.timings, wall)
+
+    def segment(self, case: Case) -> Segmentation:
+        if case.is_3d:
+            return self.segment_3d(case.image, case.boxes)
+        return self.segment_2d(case.image, case.boxes)
