@@ -30,19 +30,20 @@ class Thresholds:
     max_nsd_drop: float | None = None
 
     def failures(self, overall: dict[str, Any]) -> list[str]:
+        """Why ``overall`` fails these limits; a missing or NaN metric always fails."""
         checks = [
-            (self.min_agreement, overall.get("agreement_dsc"), lambda v, t: v >= t, "mean agreement DSC {v:.4f} < {t}"),
-            (self.max_dsc_drop, overall.get("dsc_drop"), lambda v, t: v <= t, "DSC drop {v:.4f} > {t}"),
-            (self.max_nsd_drop, overall.get("nsd_drop"), lambda v, t: v <= t, "NSD drop {v:.4f} > {t}"),
+            ("mean agreement DSC", self.min_agreement, overall.get("agreement_dsc"), 1),
+            ("DSC drop", self.max_dsc_drop, overall.get("dsc_drop"), -1),
+            ("NSD drop", self.max_nsd_drop, overall.get("nsd_drop"), -1),
         ]
         out = []
-        for limit, value, ok, message in checks:
+        for name, limit, value, sign in checks:
             if limit is None:
                 continue
             if value is None or not math.isfinite(value):
-                out.append(message.split(" ")[0] + f" metric missing or NaN (limit {limit})")
-            elif not ok(value, limit):
-                out.append(message.format(v=value, t=limit))
+                out.append(f"{name} is missing or NaN (limit {limit})")
+            elif sign * (value - limit) < 0:
+                out.append(f"{name} {value:.4f} {'<' if sign > 0 else '>'} {limit}")
         return out
 
 
