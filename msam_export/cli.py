@@ -78,7 +78,7 @@ def inspect_cmd(
 ) -> None:
     """Tell what a checkpoint is: format, variant, parameters per part, input size, sha256, ignored keys."""
     from .checkpoints import load_checkpoint
-    from .inspect import describe, ignored_summary
+    from .checkpoints.summary import describe, ignored_summary
 
     path = _checkpoint_path(checkpoint, use_default)
     info = describe(load_checkpoint(path, variant=variant, trust_pickle=trust_pickle))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checkpoints import LoadedCheckpoint
-from .zoo import PARTS
+from ..zoo import PARTS
+from .loader import LoadedCheckpoint
 
 
 def parameter_counts(loaded: LoadedCheckpoint) -> dict[str, int]:

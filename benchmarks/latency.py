@@ -1,0 +1,118 @@
+"""Per-stage CPU latency: PyTorch eager vs ONNX Runtime vs OpenVINO, one run, same cases.
+
+Prints and writes a markdown table: encoder ms, decoder ms for 1 box and per box at
+8 boxes per call, the share of a 2D case spent outside the two graphs, and each
+backend's encoder speed-up over PyTorch eager. Timings are medians over repeats.
+
+    python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from msam_export.checkpoints import default_checkpoint_path
+from msam_export.contract import preprocess
+from msam_export.data import load_case
+from msam_export.export.parity import sample_path
+from msam_export.runtime import Predictor, open_model
+from msam_export.verify.system import cpu_info, int8_pays_off
+
+CASES = ("2DBox_US_HC18-000.npz", "2DBox_Fundus_CHASEDB1-Image01L.npz", "2DBox_Microscope_DSB2018-stardist.npz")
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up (first-call allocations, OpenVINO shape inference)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure(opened, repeats: int) -> dict[str, float]:
+    spec, backend = opened.spec, opened.backend
+    cases = [load_case(sample_path(name)) for name in CASES]
+    tensor, _ = preprocess(cases[0].image, spec.input_size, spec.resize)
+    embedding = backend.encode(tensor)
+    one = np.array([[40, 50, 200, 220]], np.float32)
+    eight = np.repeat(one, 8, axis=0) + np.arange(8, dtype=np.float32)[:, None]
+    encoder = median_ms(lambda: backend.encode(tensor), repeats)
+    decoder_1 = median_ms(lambda: backend.decode(embedding, one), repeats)
+    decoder_8 = median_ms(lambda: backend.decode(embedding, eight), repeats) / 8
+    predictor = Predictor(backend, spec)
+    other_share = []
+    for case in cases[:2]:  # one-box 2D cases: the overhead around the graphs
+        predictor.segment(case)
+        result = predictor.segment(case)
+        t = result.timings
+        other_share.append(1 - (t.encoder_ms + t.decoder_ms) / result.wall_ms)
+    return {
+        "encoder_ms": encoder,
+        "decoder_1_ms": decoder_1,
+        "decoder_8_per_box_ms": decoder_8,
+        "batch_ratio": decoder_8 / decoder_1,
+        "other_share": max(other_share),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="[default: embedded LiteMedSAM]")
+    parser.add_argument("--onnx", type=Path)
+    parser.add_argument("--openvino", type=Path)
+    parser.add_argument("--openvino-int8", type=Path)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    cpu = cpu_info()
+    isa = cpu["isa"]
+    runs = [("PyTorch eager FP32", args.checkpoint or default_checkpoint_path(), "f32")]
+    if args.onnx:
+        runs.append(("ONNX Runtime FP32", args.onnx, "f32"))
+    if args.openvino:
+        runs.append(("OpenVINO FP32", args.openvino, "f32"))
+        if isa["avx512_bf16"] or isa["amx_bf16"]:
+            runs.append(("OpenVINO BF16", args.openvino, "bf16"))
+    if args.openvino_int8:
+        runs.append(("OpenVINO INT8", args.openvino_int8, "f32"))
+    results = {}
+    for name, path, precision in runs:
+        opened = open_model(path, threads=args.threads, precision=precision)
+        results[name] = measure(opened, args.repeats)
+        print(f"{name}: {results[name]}", flush=True)
+    eager = results["PyTorch eager FP32"]["encoder_ms"]
+    flags = ", ".join(k for k, v in isa.items() if v) or "none"
+    lines = [
+        f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable cores; ISA: {flags}); threads: {args.threads or 'all'}; "
+        f"model: {opened.spec.title}; medians of {args.repeats} runs.",
+        "",
+        "| backend | encoder ms | x eager | decoder ms (1 box) | decoder ms/box (8 per call) | 8-box/1-box | "
+        "outside graphs (2D case) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['encoder_ms']:.0f} | {eager / r['encoder_ms']:.2f} | {r['decoder_1_ms']:.1f} | "
+            f"{r['decoder_8_per_box_ms']:.1f} | {r['batch_ratio']:.2f} | {r['other_share']:.1%} |"
+        )
+    if not int8_pays_off(isa):
+        lines += ["", "This CPU has neither AVX512-VNNI nor AMX: INT8 is not expected to be faster than FP32 here."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    slug = re.sub(r"[^a-z0-9]+", "-", cpu["model"].lower()).strip("-")[:40]
+    out = args.out or Path("benchmarks/results") / f"latency-{slug}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
