@@ -325,6 +325,45 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    data: Annotated[Path, typer.Argument(help="Challenge data: a dir with imgs/, or of input npz files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Calibration file to write (.npz).")],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Checkpoint whose spec and FP32 outputs to use.")
+    ] = None,
+    use_default: DefaultOpt = False,
+    n: Annotated[int, typer.Option("--n", help="Number of slices.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (the selection is deterministic for it).")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out for validation.")] = 0.2,
+    variant: VariantOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+) -> None:
+    """Pick calibration slices from challenge cases, stratified by modality, preprocessed for the model.
+
+    Stores encoder inputs, the boxes on each slice and the PyTorch FP32 embeddings of a validation split.
+    """
+    from .calibrate import build_calibration, save_calibration
+    from .checkpoints import load_checkpoint
+    from .data import list_cases
+    from .runtime.segment import data_dirs
+
+    if n < 1 or not 0 <= val_fraction < 1:
+        raise MsamError("--n must be >= 1 and --val-fraction in [0, 1)")
+    loaded = load_checkpoint(_checkpoint_path(model, use_default), variant=variant, trust_pickle=trust_pickle)
+    imgs, _ = data_dirs(data)
+    with err_console.status("selecting and preprocessing slices ..."):
+        calib, counts = build_calibration(list_cases(imgs), loaded.model, loaded.spec, n, seed, val_fraction)
+    save_calibration(output, calib)
+    table = Table(title=f"{len(calib.images)} slices for {loaded.spec.title} -> {output}")
+    table.add_column("modality")
+    table.add_column("slices", justify="right")
+    for modality, count in sorted(counts.items()):
+        table.add_row(modality, str(count))
+    console.print(table)
+    console.print(f"{int(calib.validation.sum())} held out for validation")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
