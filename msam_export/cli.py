@@ -241,11 +241,7 @@ def segment_cmd(
     predictor = Predictor(opened.backend, opened.spec)
     with _progress() as progress:
         task = progress.add_task("segment", total=len(list(input_dir.glob("*.npz"))), case="")
-
-        def advance(name: str) -> None:
-            progress.update(task, advance=0 if not progress.tasks[0].fields["case"] else 1, case=name)
-
-        rows = segment_dir(predictor, input_dir, output_dir, advance)
+        rows = segment_dir(predictor, input_dir, output_dir, lambda name: progress.update(task, advance=1, case=name))
     write_csv(timings or output_dir / "timings.csv", rows)
     failed = [r for r in rows if r["status"] != "ok"]
     for row in failed:

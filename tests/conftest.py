@@ -46,3 +46,23 @@ def litemedsam_exports(tmp_path_factory):
 def sample_case(name: str) -> Path:
     """A case bundled with the package (msam_export/samples/imgs)."""
     return REPO / "msam_export" / "samples" / "imgs" / name
+
+
+def write_checkpoint(state_dict: dict, path: Path, layout: str) -> Path:
+    """Writes ``state_dict`` in a checkpoint layout, as make_weights.py's CLI would:
+    "raw", "lightning-finetuned" (``model.``) or "lightning-distilled" (``student_encoder.``,
+    encoder only)."""
+    import torch
+
+    if layout == "raw":
+        obj = state_dict
+    elif layout == "lightning-finetuned":
+        obj = {"state_dict": {"model." + k: v for k, v in state_dict.items()}, "pytorch-lightning_version": "2.2.5"}
+    elif layout == "lightning-distilled":
+        prefix = "image_encoder."
+        student = {"student_encoder." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        obj = {"state_dict": student, "pytorch-lightning_version": "2.2.5"}
+    else:
+        raise ValueError(layout)
+    torch.save(obj, path)
+    return path

@@ -48,33 +48,34 @@ def segment_dir(
         raise MsamError(f"cannot create {output_dir} ({exc.strerror})") from None
     rows = []
     for path in cases:
+        rows.append(_segment_one(predictor, path, output_dir))
         if on_case:
             on_case(path.name)
-        try:
-            case = load_case(path)
-            result = predictor.segment(case)
-            save_segmentation(output_dir / path.name, result.segs, case.spacing)
-        except (MsamError, ValueError) as exc:
-            rows.append({"case": path.name, "status": f"error: {exc}"})
-            continue
-        t = result.timings
-        rows.append(
-            {
-                "case": path.name,
-                "modality": case.modality,
-                "dims": "3D" if case.is_3d else "2D",
-                "boxes": len(case.boxes),
-                "encoder_calls": t.encoder_calls,
-                "encoder_ms": round(t.encoder_ms, 1),
-                "decoder_calls": t.decoder_calls,
-                "decoder_ms": round(t.decoder_ms, 1),
-                "pre_ms": round(t.pre_ms, 1),
-                "post_ms": round(t.post_ms, 1),
-                "wall_ms": round(result.wall_ms, 1),
-                "status": "ok",
-            }
-        )
     return rows
+
+
+def _segment_one(predictor: Predictor, path: Path, output_dir: Path) -> dict[str, Any]:
+    try:
+        case = load_case(path)
+        result = predictor.segment(case)
+        save_segmentation(output_dir / path.name, result.segs, case.spacing)
+    except (MsamError, ValueError) as exc:
+        return {"case": path.name, "status": f"error: {exc}"}
+    t = result.timings
+    return {
+        "case": path.name,
+        "modality": case.modality,
+        "dims": "3D" if case.is_3d else "2D",
+        "boxes": len(case.boxes),
+        "encoder_calls": t.encoder_calls,
+        "encoder_ms": round(t.encoder_ms, 1),
+        "decoder_calls": t.decoder_calls,
+        "decoder_ms": round(t.decoder_ms, 1),
+        "pre_ms": round(t.pre_ms, 1),
+        "post_ms": round(t.post_ms, 1),
+        "wall_ms": round(result.wall_ms, 1),
+        "status": "ok",
+    }
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -178,12 +178,12 @@ def run_verify(
     cand_predictor = Predictor(candidate.backend, candidate.spec)
     rows = []
     for path in cases:
-        if on_case:
-            on_case(path.name)
         try:
             rows.append(verify_case(path, ref_predictor, cand_predictor, gts_dir, repeats))
         except (MsamError, ValueError) as exc:
             rows.append({"case": path.name, "error": str(exc)})
+        if on_case:
+            on_case(path.name)
     overall = summarize(rows)
     failures = thresholds.failures(overall)
     errors = [r for r in rows if "error" in r]

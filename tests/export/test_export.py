@@ -8,10 +8,9 @@ import json
 import make_weights
 import numpy as np
 import pytest
-import torch
-from conftest import golden_file
+from conftest import golden_file, write_checkpoint
 
-from msam_export.checkpoints import default_checkpoint_path
+from msam_export.checkpoints import DISTILLED, FINETUNED, RAW, default_checkpoint_path
 from msam_export.errors import MsamError, ParityError
 from msam_export.export import pipeline
 from msam_export.export.parity import Tolerance
@@ -111,18 +110,11 @@ def test_openvino_fp16_is_smaller_and_reports_drift(litemedsam_onnx, tmp_path):
 
 
 def write_variant(variant, folder):
-    manifest = golden_file(f"medficientsam_{variant}.manifest.json")
-    sd = make_weights.make_state_dict(manifest)
-    raw, finetuned, distilled = folder / "raw.pt", folder / "best.ckpt", folder / "step_400000.ckpt"
-    torch.save(sd, raw)
-    torch.save(
-        {"state_dict": {"model." + k: v for k, v in sd.items()}, "pytorch-lightning_version": "2.2.5"}, finetuned
+    sd = make_weights.make_state_dict(golden_file(f"medficientsam_{variant}.manifest.json"))
+    return tuple(
+        write_checkpoint(sd, folder / name, layout)
+        for name, layout in (("raw.pt", RAW), ("best.ckpt", FINETUNED), ("step_400000.ckpt", DISTILLED))
     )
-    student = {
-        "student_encoder." + k[len("image_encoder.") :]: v for k, v in sd.items() if k.startswith("image_encoder.")
-    }
-    torch.save({"state_dict": student, "pytorch-lightning_version": "2.2.5"}, distilled)
-    return raw, finetuned, distilled
 
 
 @pytest.mark.parametrize("variant", ["l0", "l1", "l2"])

@@ -13,7 +13,7 @@ import make_weights
 import numpy as np
 import pytest
 import torch
-from conftest import golden_file
+from conftest import golden_file, write_checkpoint
 
 from msam_export.checkpoints import DISTILLED, FINETUNED, RAW, load_checkpoint
 
@@ -21,21 +21,6 @@ EMBED_ATOL = 5e-5
 LOGIT_ATOL = 2e-5
 PARAMS = {"l0": 34_792_784, "l1": 47_650_128, "l2": 61_328_592}
 ENCODER_PARAMS = {"l0": 30_728_224, "l1": 43_585_568, "l2": 57_264_032}
-
-
-def write_checkpoint(sd: dict, path, layout: str) -> None:
-    """Writes ``sd`` as make_weights.py's CLI would for each layout."""
-    if layout == RAW:
-        torch.save(sd, path)
-    elif layout == FINETUNED:
-        torch.save({"state_dict": {"model." + k: v for k, v in sd.items()}, "pytorch-lightning_version": "2.2.5"}, path)
-    else:
-        student = {
-            "student_encoder." + k.removeprefix("image_encoder."): v
-            for k, v in sd.items()
-            if k.startswith("image_encoder.")
-        }
-        torch.save({"state_dict": student, "pytorch-lightning_version": "2.2.5"}, path)
 
 
 @pytest.fixture(scope="module", params=["l0", "l1", "l2"])
