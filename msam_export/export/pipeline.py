@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -197,8 +196,7 @@ def export_openvino(
             "onnx_source": {"dir": str(src), "files": onnx_meta["files"]} if onnx_meta else "exported in this run",
             "options": {
                 "precision": precision,
-                "opset": opset,
-                "simplify": simplify,
+                **(onnx_meta["options"] if onnx_meta else {"opset": opset, "simplify": simplify}),
                 "parity_inference_precision": "f32",
             },
             "versions": library_versions(),
@@ -208,5 +206,4 @@ def export_openvino(
             "timings_s": steps.timings,
         }
         write_metadata(stage, meta)
-        shutil.rmtree(work, ignore_errors=True)
     return meta
