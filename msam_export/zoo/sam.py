@@ -340,8 +340,9 @@ class MaskDecoder(nn.Module):
         hs, keys = self.transformer(src, image_pe, tokens)
         mask_token = hs[:, 1, :]
         upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
-        hyper_in = self.output_hypernetworks_mlps[0](mask_token).unsqueeze(1)
-        _, c_up, h_up, w_up = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(n, c_up, h_up * w_up)).reshape(n, 1, h_up, w_up)
+        hyper_in = self.output_hypernetworks_mlps[0](mask_token)  # (N, 32)
+        # a weighted channel sum rather than a matmul over flattened pixels: same
+        # numbers, and CPU runtimes need not reorder the (N,32,256,256) map for it
+        masks = (upscaled * hyper_in[:, :, None, None]).sum(dim=1, keepdim=True)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, :1]
         return masks, iou_pred
