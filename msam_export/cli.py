@@ -148,6 +148,14 @@ def onnx_cmd(
     no_simplify: NoSimplifyOpt = False,
     force: ForceOpt = False,
     trust_pickle: TrustPickleOpt = False,
+    with_preprocess: Annotated[
+        bool,
+        typer.Option(
+            "--with-preprocess",
+            help="Also write encoder_preprocess.onnx: raw uint8 (H,W,3) in, resize/min-max/pad inside "
+            "(MedficientSAM's bilinear resize, bit-exact).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -161,7 +169,9 @@ def onnx_cmd(
     path = _checkpoint_path(checkpoint, use_default)
     out_dir = out_dir or _default_out(path, "onnx")
     steps = Steps(err_console, quiet=quiet or as_json)
-    meta = export_onnx(path, out_dir, variant, trust_pickle, opset, not no_simplify, force, steps)
+    meta = export_onnx(
+        path, out_dir, variant, trust_pickle, opset, not no_simplify, force, steps, with_preprocess=with_preprocess
+    )
     _report_export(meta, out_dir, quiet, as_json)
 
 

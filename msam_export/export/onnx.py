@@ -13,6 +13,7 @@ from ..runtime.backends import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, E
 from ..zoo import EMBEDDING_SHAPE, MedSam, ModelSpec
 
 ENCODER_FILE = "encoder.onnx"
+PREPROCESS_ENCODER_FILE = "encoder_preprocess.onnx"
 DECODER_FILE = "decoder.onnx"
 DEFAULT_OPSET = 17
 
@@ -38,6 +39,17 @@ def trace_encoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAU
     image = torch.zeros(1, 3, spec.input_size, spec.input_size)
     names = {"inputs": [ENCODER_INPUT], "outputs": [ENCODER_OUTPUT]}
     _export(model.image_encoder, (image,), path, opset, names, {})
+
+
+def trace_preprocessing_encoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """``image`` uint8 (H,W,3), H and W dynamic -> ``image_embeddings`` (1,256,64,64),
+    ``resized_size`` int64 (2,), ``original_size`` int64 (2,); preprocessing inside."""
+    from .preprocess_graph import PreprocessingEncoder
+
+    module = PreprocessingEncoder(model.image_encoder, spec.input_size)
+    image = torch.zeros(300, 400, 3, dtype=torch.uint8)
+    names = {"inputs": ["image"], "outputs": [ENCODER_OUTPUT, "resized_size", "original_size"]}
+    _export(module, (image,), path, opset, names, {"image": {0: "height", 1: "width"}})
 
 
 def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:

@@ -128,6 +128,39 @@ def compare(reference: Backend, candidate: Backend, inputs: list[ParityInput], w
     return {"inputs": per_input, "worst": worst}
 
 
+def raw_case_image(name: str) -> np.ndarray:
+    """A bundled case's raw uint8 (H,W,3) image (3D: the first box's middle slice)."""
+    case = load_case(sample_path(name))
+    if not case.is_3d:
+        return case.image
+    z = int((case.boxes[0, 2] + case.boxes[0, 5]) // 2)
+    return np.repeat(case.image[z][:, :, None], 3, axis=2)
+
+
+def preprocess_parity(graph: Path, reference: Backend, spec: ModelSpec, cases: tuple[str, ...]) -> dict[str, Any]:
+    """The uint8-input encoder graph (ONNX Runtime) against Python preprocessing + the
+    reference encoder: resized size equal, embeddings max abs error."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    rows = []
+    for name in cases:
+        image = raw_case_image(name)
+        embedding, resized, original = session.run(None, {"image": image})
+        tensor, resized_hw = preprocess(image, spec.input_size, spec.resize)
+        rows.append(
+            {
+                "input": Path(name).stem,
+                "resized_size_equal": tuple(int(v) for v in resized) == tuple(resized_hw),
+                "original_size_equal": tuple(int(v) for v in original) == image.shape[:2],
+                "embeddings_max_abs": float(np.abs(reference.encode(tensor) - embedding).max()),
+            }
+        )
+    worst = {"embeddings_max_abs": max(r["embeddings_max_abs"] for r in rows)}
+    sizes_ok = all(r["resized_size_equal"] and r["original_size_equal"] for r in rows)
+    return {"inputs": rows, "worst": worst, "sizes_equal": sizes_ok}
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """What a parity result must meet; None skips a criterion."""

@@ -13,7 +13,7 @@ from ..progress import Steps
 from ..runtime import Backend, OnnxBackend, OpenVinoBackend
 from . import onnx as onnx_export
 from .metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
-from .parity import FP16, FP32, PARITY_CASES, Tolerance, compare, exact_reference, parity_inputs
+from .parity import FP16, FP32, PARITY_CASES, Tolerance, compare, exact_reference, parity_inputs, preprocess_parity
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -50,15 +50,23 @@ def _check_parity(
     return result
 
 
-def write_onnx(loaded: LoadedCheckpoint, folder: Path, opset: int, simplify: bool, steps: Steps) -> dict[str, Any]:
+def write_onnx(
+    loaded: LoadedCheckpoint, folder: Path, opset: int, simplify: bool, steps: Steps, with_preprocess: bool = False
+) -> dict[str, Any]:
     """Traces, simplifies and checks the graphs into ``folder``; returns their metadata."""
     graphs = {"encoder": onnx_export.ENCODER_FILE}
     if loaded.model.has_decoder:
         graphs["decoder"] = onnx_export.DECODER_FILE
+    if with_preprocess:
+        graphs["encoder_preprocess"] = onnx_export.PREPROCESS_ENCODER_FILE
     with steps.step("trace", f"opset {opset}"):
         onnx_export.trace_encoder(loaded.model, loaded.spec, folder / graphs["encoder"], opset)
         if "decoder" in graphs:
             onnx_export.trace_decoder(loaded.model, loaded.spec, folder / graphs["decoder"], opset)
+        if with_preprocess:
+            onnx_export.trace_preprocessing_encoder(
+                loaded.model, loaded.spec, folder / graphs["encoder_preprocess"], opset
+            )
     simplified = {}
     if simplify:
         with steps.step("simplify", "onnxsim"):
@@ -88,25 +96,38 @@ def export_onnx(
     force: bool = False,
     steps: Steps | None = None,
     parity_cases: tuple[str, ...] = PARITY_CASES,
+    with_preprocess: bool = False,
 ) -> dict[str, Any]:
     """Checkpoint -> ``out_dir/{encoder,decoder}.onnx`` + ``export.json``, parity-checked
-    against PyTorch in ONNX Runtime. Raises ParityError (nothing written) on drift."""
+    against PyTorch in ONNX Runtime. Raises ParityError (nothing written) on drift.
+
+    ``with_preprocess`` adds ``encoder_preprocess.onnx`` (uint8 (H,W,3) in; bilinear
+    models only: OpenCV's INTER_AREA has no exact graph form here)."""
     steps = steps or Steps(quiet=True)
     check_output_dir(out_dir, force)
     with steps.step("load", checkpoint.name):
         loaded = load_checkpoint(checkpoint, variant=variant, trust_pickle=trust_pickle)
+    if with_preprocess and loaded.spec.resize != "bilinear":
+        raise MsamError(
+            f"--with-preprocess supports MedficientSAM's bilinear resize only; {loaded.spec.title} uses OpenCV "
+            "INTER_AREA, which has no exact ONNX form: preprocess with msam_export.contract instead"
+        )
     if not loaded.model.has_decoder:
         steps.note("[yellow]encoder-only checkpoint: exporting the encoder alone[/]")
     with staged_output(out_dir, force) as stage:
-        graphs = write_onnx(loaded, stage, opset, simplify, steps)
+        graphs = write_onnx(loaded, stage, opset, simplify, steps, with_preprocess)
         candidate = OnnxBackend(stage / graphs["files"][0], _decoder_path(stage, graphs))
         parity = _check_parity(candidate, loaded, FP32, steps, "ONNX Runtime", parity_cases)
+        if with_preprocess:
+            parity["with_preprocess"] = _check_preprocess_parity(
+                stage / onnx_export.PREPROCESS_ENCODER_FILE, loaded, steps
+            )
         meta = {
             "schema": SCHEMA,
             "kind": "onnx",
             "model": _model_info(loaded),
             "source": loaded.provenance.to_dict(),
-            "options": {"opset": opset, "simplify": simplify},
+            "options": {"opset": opset, "simplify": simplify, "with_preprocess": with_preprocess},
             "versions": library_versions(),
             "graphs": graphs["graphs"],
             "files": file_table(stage, graphs["files"]),
@@ -115,6 +136,20 @@ def export_onnx(
         }
         write_metadata(stage, meta)
     return meta
+
+
+def _check_preprocess_parity(graph: Path, loaded: LoadedCheckpoint, steps: Steps) -> dict[str, Any]:
+    """The uint8-input encoder against Python preprocessing + PyTorch f64, on the real bundled cases."""
+    with steps.step("parity", "uint8-input encoder vs Python preprocessing"):
+        result = preprocess_parity(graph, exact_reference(loaded.model), loaded.spec, PARITY_CASES)
+    failures = FP32.failures(result["worst"])
+    if not result["sizes_equal"]:
+        failures.append("resized/original size differs from Python preprocessing")
+    result["passed"] = not failures
+    steps.note(f"parity uint8-input encoder: embeddings_max_abs {result['worst']['embeddings_max_abs']:.3g}")
+    if failures:
+        raise ParityError(f"uint8-input encoder parity failed: {'; '.join(failures)}; nothing written")
+    return result
 
 
 def _decoder_path(folder: Path, graphs: dict[str, Any]) -> Path | None:
@@ -134,7 +169,8 @@ def _onnx_source(src: Path, loaded: LoadedCheckpoint | None, work: Path, opts: d
         meta = read_metadata(src)
         if meta.get("kind") != "onnx":
             raise MsamError(f"{src}: a {meta.get('kind')} export; openvino needs a checkpoint or an ONNX export dir")
-        return {"dir": src, "graphs": meta["graphs"], "meta": meta}
+        graphs = {part: g for part, g in meta["graphs"].items() if part in ("encoder", "decoder")}
+        return {"dir": src, "graphs": graphs, "meta": meta}
     graphs = write_onnx(loaded, work, opts["opset"], opts["simplify"], steps)
     return {"dir": work, "graphs": graphs["graphs"], "meta": None}
 
