@@ -52,7 +52,7 @@ def test_litemedsam_onnx_artifact(litemedsam_onnx):
     on_disk = json.loads((out / "export.json").read_text())
     assert on_disk["schema"] == "msam-export/export@1" and on_disk["kind"] == "onnx"
     assert on_disk["source"]["sha256"].startswith("79d8c9dca6db") and on_disk["source"]["variant"] == "litemedsam"
-    assert on_disk["options"] == {"opset": 17, "simplify": True}
+    assert on_disk["options"] == {"opset": 17, "simplify": True, "with_preprocess": False}
     assert on_disk["graphs"]["decoder"]["inputs"] == [
         {"name": "image_embeddings", "shape": [1, 256, 64, 64], "dtype": "float32"},
         {"name": "boxes", "shape": ["num_boxes", 4], "dtype": "float32"},
