@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..contract import preprocess, transform_boxes
-from ..data import load_case
+from ..data import Case, load_case
 from ..metrics import agreement_dice
 from ..runtime import Backend, TorchBackend
 from ..zoo import MedSam, ModelSpec
@@ -63,15 +63,17 @@ def sample_path(name: str) -> Path:
     return Path(str(resources.files("msam_export") / "samples" / "imgs" / name))
 
 
-def _case_input(spec: ModelSpec, path: Path) -> ParityInput:
-    case = load_case(path)
+def _parity_slice(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """The image a case is checked on (3D: the first box's middle slice) and its (k,4) boxes."""
     boxes = case.boxes[:MAX_BOXES]
-    if case.is_3d:
-        z = int((boxes[0, 2] + boxes[0, 5]) // 2)
-        boxes = boxes[(boxes[:, 2] <= z) & (boxes[:, 5] >= z)][:, [0, 1, 3, 4]]
-        image = case.image[z]
-    else:
-        image = case.image
+    if not case.is_3d:
+        return case.image, boxes
+    z = int((boxes[0, 2] + boxes[0, 5]) // 2)
+    return case.image[z], boxes[(boxes[:, 2] <= z) & (boxes[:, 5] >= z)][:, [0, 1, 3, 4]]
+
+
+def _case_input(spec: ModelSpec, path: Path) -> ParityInput:
+    image, boxes = _parity_slice(load_case(path))
     tensor, _ = preprocess(image, spec.input_size, spec.resize)
     return ParityInput(path.stem, tensor, transform_boxes(boxes, image.shape[:2], spec.input_size))
 
@@ -130,11 +132,8 @@ def compare(reference: Backend, candidate: Backend, inputs: list[ParityInput], w
 
 def raw_case_image(name: str) -> np.ndarray:
     """A bundled case's raw uint8 (H,W,3) image (3D: the first box's middle slice)."""
-    case = load_case(sample_path(name))
-    if not case.is_3d:
-        return case.image
-    z = int((case.boxes[0, 2] + case.boxes[0, 5]) // 2)
-    return np.repeat(case.image[z][:, :, None], 3, axis=2)
+    image, _ = _parity_slice(load_case(sample_path(name)))
+    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
 
 
 def preprocess_parity(graph: Path, reference: Backend, spec: ModelSpec, cases: tuple[str, ...]) -> dict[str, Any]:
