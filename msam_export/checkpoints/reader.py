@@ -86,6 +86,8 @@ def _read_torch(path: Path, trust_pickle: bool) -> tuple[Any, bool]:
         raise CheckpointError(
             f"{path.name}: not a readable PyTorch checkpoint, truncated or corrupt? ({_first_line(exc)})"
         ) from None
+    except Exception:  # garbage bytes can trip the unpickler in any way (IndexError, KeyError, ...)
+        raise CheckpointError(f"{path.name}: not a PyTorch checkpoint (not a zip archive or pickle)") from None
     if not trust_pickle:
         raise CheckpointError(
             f"{path.name} is a pickled Python object (e.g. torch.save(model)); loading it would run code "

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import types
 from collections import OrderedDict
 
 import make_weights
+import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES
@@ -113,7 +113,7 @@ def test_broken_decoder_is_named(l0_state_dict, tmp_path):
     ("content", "message"),
     [
         (b"", "empty file"),
-        (os.urandom(4096), "not a PyTorch checkpoint"),
+        (bytes(range(7, 256)) * 16, "not a PyTorch checkpoint"),
         (json.dumps({"image_encoder.x": [1, 2]}).encode(), "text/JSON file"),
     ],
 )
@@ -121,6 +121,16 @@ def test_unreadable_files(tmp_path, content, message):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_random_bytes_are_refused_cleanly(tmp_path, seed):
+    """Garbage trips torch's unpickler in many ways; every one must become a CheckpointError."""
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "model.pt"
+    path.write_bytes(rng.integers(0, 256, size=int(rng.integers(1, 8192)), dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError):
         load_checkpoint(path)
 
 
