@@ -370,6 +370,179 @@ def calibrate_cmd(
     console.print(f"{int(calib.validation.sum())} held out for validation")
 
 
+ForceOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")]
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+@app.command("publish")
+def publish_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle directory to write.")],
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Artifact dirs (each with a verify.json), or one checkpoint with --formats.", show_default=False
+        ),
+    ] = None,
+    verify: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--verify", help="verify.json of each artifact dir, in the same order (default: DIR/verify.json)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Publish an artifact whose verify failed or is not its own; the manifest says so."
+        ),
+    ] = False,
+    overwrite: ForceOverwriteOpt = False,
+    formats: Annotated[
+        str | None,
+        typer.Option("--formats", help="From a checkpoint: onnx, openvino, openvino-int8 (default: onnx,openvino)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="From a checkpoint: challenge data to verify on (imgs/, gts/).")
+    ] = None,
+    gts: Annotated[Path | None, typer.Option("--gts", help="Ground-truth dir (default: DATA/gts if present).")] = None,
+    calib: Annotated[
+        Path | None, typer.Option("--calib", help="Calibration file for openvino-int8 (`msam-export calibrate`).")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="From a checkpoint: verify runs per case.")] = 1,
+    min_agreement: Annotated[float, typer.Option(help="From a checkpoint: verify's minimum agreement DSC.")] = 0.99,
+    max_dsc_drop: Annotated[float, typer.Option(help="From a checkpoint: verify's largest DSC drop.")] = 0.005,
+    max_nsd_drop: Annotated[float, typer.Option(help="From a checkpoint: verify's largest NSD drop.")] = 0.005,
+    threads: ThreadsOpt = None,
+    use_default: DefaultOpt = False,
+    variant: VariantOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+) -> None:
+    """Bundle verified artifacts with manifest.json (sha256 of every file, verify metrics) and MODEL_CARD.md.
+
+    One directory per artifact; the bundle appears complete or not at all.
+    From artifact dirs, each needs its verify.json (--verify, in order).
+    From a checkpoint (--formats), it exports, verifies on --data and publishes.
+    Exit 1 if an artifact's verify failed or is not its own (unless --force).
+    """
+    from .publish import artifact_pairs, publish_bundle
+    from .publish.oneshot import parse_formats, publish_from_checkpoint
+    from .publish.render import publish_table
+    from .verify import Thresholds
+
+    sources = sources or []
+    if use_default or formats is not None or (len(sources) == 1 and sources[0].is_file()):
+        if verify:
+            raise MsamError("--verify is for artifact dirs; publishing from a checkpoint runs verify itself")
+        if len(sources) > 1:
+            raise MsamError("give one checkpoint to publish from (or artifact dirs without --formats)")
+        if data is None:
+            raise MsamError("--data is required to publish from a checkpoint (the cases to verify on)")
+        from .progress import Steps
+
+        manifest = publish_from_checkpoint(
+            _checkpoint_path(sources[0] if sources else None, use_default),
+            parse_formats(formats or "onnx,openvino"),
+            data,
+            output,
+            gts=gts,
+            calib=calib,
+            thresholds=Thresholds(min_agreement, max_dsc_drop, max_nsd_drop),
+            repeats=repeats,
+            threads=threads,
+            variant=variant,
+            trust_pickle=trust_pickle,
+            force=force,
+            overwrite=overwrite,
+            steps=Steps(err_console),
+        )
+    else:
+        manifest = publish_bundle(artifact_pairs(sources, verify), output, force, overwrite)
+    console.print(publish_table(manifest, str(output)))
+    for line in manifest["force"]["overridden"]:
+        err_console.print(f"[yellow]published with --force[/] {line}", highlight=False)
+
+
+@app.command("check")
+def check_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `msam-export publish`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Re-hash every file of a bundle against its manifest.json.
+
+    Exit 1 on a changed, missing or extra file (or a manifest record that its JSON files
+    contradict); exit 2 when the manifest is unreadable.
+    """
+    from dataclasses import asdict
+
+    from .publish import check_bundle
+    from .publish.check import problems
+    from .publish.render import check_table
+
+    _, rows = check_bundle(bundle)
+    bad = problems(rows)
+    if as_json:
+        print(json.dumps({"bundle": str(bundle), "passed": not bad, "rows": [asdict(r) for r in rows]}, indent=2))
+    else:
+        console.print(check_table(rows, f"{bundle}: {len(rows) - len(bad)}/{len(rows)} ok"))
+    for row in bad:
+        err_console.print(f"[red]{row.status.upper()}[/] {row.path}", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("gate")
+def gate_cmd(
+    current: Annotated[Path, typer.Argument(help="The new bundle (or a verify.json: no latency check then).")],
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="The bundle it would replace.")] = None,
+    max_dsc_drop: Annotated[float, typer.Option(help="Largest DSC drop vs the baseline (or vs PyTorch).")] = 0.005,
+    max_nsd_drop: Annotated[float, typer.Option(help="Largest NSD drop vs the baseline (or vs PyTorch).")] = 0.005,
+    min_agreement: Annotated[float, typer.Option(help="Smallest mean mask agreement DSC with PyTorch.")] = 0.99,
+    max_latency_ratio: Annotated[
+        float, typer.Option(help="Largest current/baseline case time, both re-run now on --data.")
+    ] = 1.10,
+    no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip the latency re-run.")] = False,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Cases for the latency re-run (default: the bundled samples).")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Latency runs per case and artifact (best counts).")] = 3,
+    threads: ThreadsOpt = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write a JUnit XML report (one testcase per check).")
+    ] = None,
+) -> None:
+    """May CURRENT replace BASE? Agreement, DSC/NSD vs ground truth, same data, latency ratio.
+
+    Exit 0: every check passed.
+    Exit 1: a check failed (regression, missing or NaN metric, different data).
+    Exit 2: unusable input (unreadable or tampered bundle, wrong schema).
+    """
+    from .publish import GateLimits, passed, run_gate
+    from .publish.junit import write_junit
+    from .publish.render import gate_table
+
+    limits = GateLimits(min_agreement, max_dsc_drop, max_nsd_drop, max_latency_ratio)
+    try:
+        cases = None
+        if baseline is not None and not no_latency:
+            from .data import list_cases
+            from .runtime.segment import data_dirs
+
+            cases = list_cases(data_dirs(data or SAMPLES)[0])
+        with err_console.status("gate ..."):
+            checks = run_gate(current, baseline, limits, cases, repeats, threads)
+    except MsamError as exc:
+        if junit:
+            write_junit(junit, [], error=str(exc))
+        raise
+    if junit:
+        write_junit(junit, checks)
+    ok = passed(checks)
+    title = f"gate: {current}" + (f" vs {baseline}" if baseline else " vs its PyTorch reference")
+    console.print(gate_table(checks, title))
+    console.print("[green]PASS[/]" if ok else f"[red]FAIL[/] ({sum(c.status == 'fail' for c in checks)} check(s))")
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

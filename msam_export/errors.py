@@ -21,3 +21,9 @@ class ParityError(MsamError):
     """An exported artifact does not reproduce the PyTorch model: exit code 1."""
 
     exit_code = 1
+
+
+class RefusedError(MsamError):
+    """An artifact refused for publishing (its verification failed or is not its own): exit code 1."""
+
+    exit_code = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from collections import defaultdict
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..data import load_case, load_ground_truth
 from ..errors import MsamError
+from ..files import sha256_of
 from ..metrics import agreement_dice, case_scores
 from ..runtime import OpenedModel, Predictor, Segmentation
 from .system import cpu_info, peak_rss_mb
@@ -79,6 +81,22 @@ def _gt_path(case_path: Path, gts_dir: Path | None) -> Path | None:
         return None
     path = gts_dir / case_path.name
     return path if path.is_file() else None
+
+
+def data_fingerprint(cases: list[Path], gts_dir: Path | None) -> str:
+    """sha256 over the sorted (case file name, sha256) pairs, then the ground-truth files' pairs.
+
+    Two verify runs have the same fingerprint only if they read byte-identical inputs and
+    ground truth under the same names: what the gate needs to compare their metrics."""
+    digest = hashlib.sha256()
+    ordered = sorted(cases, key=lambda p: p.name)
+    for path in ordered:
+        digest.update(f"imgs/{path.name}\t{sha256_of(path)}\n".encode())
+    for path in ordered:
+        gt = _gt_path(path, gts_dir)
+        if gt is not None:
+            digest.update(f"gts/{gt.name}\t{sha256_of(gt)}\n".encode())
+    return digest.hexdigest()
 
 
 def verify_case(
@@ -193,7 +211,11 @@ def run_verify(
         "schema": SCHEMA,
         "candidate": runtime_description(candidate),
         "reference": runtime_description(reference),
-        "data": {"cases": [p.name for p in cases], "gts": str(gts_dir) if gts_dir else None},
+        "data": {
+            "cases": [p.name for p in cases],
+            "gts": str(gts_dir) if gts_dir else None,
+            "fingerprint": data_fingerprint(cases, gts_dir),
+        },
         "system": cpu_info() | {"peak_rss_mb": round(peak_rss_mb(), 1)},
         "repeats": repeats,
         "thresholds": thresholds.__dict__,

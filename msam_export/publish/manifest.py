@@ -1,0 +1,212 @@
+"""``manifest.json`` of a bundle (schema ``msam-export/bundle@1``): what each artifact is,
+how it was verified, and the sha256 of every file."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import MsamError
+
+SCHEMA = "msam-export/bundle@1"
+VERIFY_SCHEMA = "msam-export/verify@1"  # verify.report.SCHEMA, not imported: that pulls in torch
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "MODEL_CARD.md"
+VERIFY_FILE = "verify.json"
+EXPORT_FILE = "export.json"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def normalized(value: Any) -> Any:
+    """``value`` as it reads back from JSON: NaN/inf become None, tuples lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): normalized(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalized(v) for v in value]
+    return value
+
+
+def quantization_of(options: dict[str, Any]) -> dict[str, Any] | None:
+    """The quantization settings an export's options record (None for a float artifact)."""
+    quantization = options.get("quantization")
+    if isinstance(quantization, dict) and quantization:
+        return quantization
+    if quantization or options.get("int8"):
+        return {"int8": True}
+    return None
+
+
+def artifact_name(meta: dict[str, Any]) -> str:
+    """Bundle subdirectory of an artifact: its kind, plus -int8 or -fp16 when its options say so."""
+    kind = str(meta.get("kind") or "")
+    options = meta.get("options") or {}
+    if not _NAME.match(kind):
+        raise MsamError(f"export.json kind {kind!r} cannot name a bundle directory")
+    if quantization_of(options) is not None:
+        return f"{kind}-int8"
+    if options.get("precision") == "fp16":
+        return f"{kind}-fp16"
+    return kind
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Writes ``value`` as indented JSON (NaN as null) atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(normalized(value), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parsed JSON of ``path``; MsamError (exit 2) when it is absent or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MsamError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MsamError(f"{path}: unreadable {what} ({exc})") from None
+
+
+def read_verify(path: Path) -> dict[str, Any]:
+    """A verify.json (schema msam-export/verify@1); MsamError (exit 2) otherwise."""
+    if Path(path).is_dir():
+        path = Path(path) / VERIFY_FILE
+    report = read_json(path, "verify.json")
+    if not isinstance(report, dict) or report.get("schema") != VERIFY_SCHEMA:
+        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
+        raise MsamError(f"{path}: not a verify report (schema {found!r}, expected {VERIFY_SCHEMA!r})")
+    for key in ("candidate", "overall", "verdict"):
+        if not isinstance(report.get(key), dict):
+            raise MsamError(f"{path}: verify report without a {key!r} section")
+    for key, kind in (("data", dict), ("system", dict), ("by_modality", dict), ("cases", list)):
+        if key in report and not isinstance(report[key], kind):
+            raise MsamError(f"{path}: verify report's {key!r} is not a {kind.__name__}")
+    return report
+
+
+def verify_problems(meta: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """Why ``report`` does not vouch for the artifact of ``meta``: another checkpoint, model or
+    kind, or a failed verdict. Empty when it does."""
+    cand = report.get("candidate") or {}
+    source = meta.get("source") or {}
+    model = (meta.get("model") or {}).get("variant")
+    problems = []
+    if cand.get("source_sha256") != source.get("sha256"):
+        problems.append(
+            f"verify.json is for checkpoint {str(cand.get('source_sha256'))[:12]}, "
+            f"the artifact's is {str(source.get('sha256'))[:12]}"
+        )
+    if cand.get("model") != model:
+        problems.append(f"verify.json is for model {cand.get('model')!r}, the artifact is {model!r}")
+    if cand.get("kind") != meta.get("kind"):
+        problems.append(f"verify.json is for a {cand.get('kind')!r} candidate, the artifact is {meta.get('kind')!r}")
+    verdict = report.get("verdict") or {}
+    if verdict.get("passed") is not True:
+        failures = verdict.get("failures") or ["no passing verdict"]
+        problems.append("verify failed: " + "; ".join(map(str, failures)))
+    return problems
+
+
+def _verify_summary(report: dict[str, Any]) -> dict[str, Any]:
+    cand = report.get("candidate") or {}
+    system = report.get("system") or {}
+    data = report.get("data") or {}
+    return {
+        "candidate": cand,
+        "reference": report.get("reference"),
+        "system": {k: system.get(k) for k in ("model", "logical_cpus", "usable_cpus", "isa")},
+        "precision": {"requested": cand.get("requested_precision"), "actual": cand.get("actual_precision")},
+        "data": {"cases": data.get("cases"), "fingerprint": data.get("fingerprint")},
+        "repeats": report.get("repeats"),
+        "thresholds": report.get("thresholds"),
+        "overall": report.get("overall"),
+        "by_modality": report.get("by_modality"),
+        "verdict": report.get("verdict"),
+    }
+
+
+def artifact_entry(name: str, meta: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of one artifact: a pure function of its export.json and verify.json,
+    so that ``check`` can recompute it from the bundled copies."""
+    options = meta.get("options") or {}
+    parity = meta.get("parity") or {}
+    problems = verify_problems(meta, report)
+    return normalized(
+        {
+            "kind": meta.get("kind"),
+            "dir": name,
+            "export_json": f"{name}/{EXPORT_FILE}",
+            "verify_json": f"{name}/{VERIFY_FILE}",
+            "options": options,
+            "quantization": quantization_of(options),
+            "versions": meta.get("versions"),
+            "files": {f"{name}/{file}": info for file, info in (meta.get("files") or {}).items()},
+            "parity": {k: parity.get(k) for k in ("passed", "precision", "reference", "worst", "tolerance")},
+            "verify": _verify_summary(report),
+            "accepted": {"by": "--force" if problems else "verify", "problems": problems},
+        }
+    )
+
+
+def source_entry(meta: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint behind the bundle, without its local path."""
+    source = meta.get("source") or {}
+    keys = ("sha256", "size_bytes", "format", "variant", "variant_forced", "has_decoder")
+    return {"file": Path(str(source.get("path", ""))).name, **{k: source.get(k) for k in keys}}
+
+
+def build_manifest(entries: dict[str, dict[str, Any]], first_meta: dict[str, Any], force: bool) -> dict[str, Any]:
+    """The manifest without its ``files`` table (added once every file is written)."""
+    overridden = [f"{name}: {p}" for name, entry in entries.items() for p in entry["accepted"]["problems"]]
+    return {
+        "schema": SCHEMA,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": {"name": "msam-export", "version": __version__},
+        "model": first_meta.get("model"),
+        "source": source_entry(first_meta),
+        "force": {"used": force, "overridden": overridden},
+        "artifacts": entries,
+    }
+
+
+def _check_files_table(path: Path, files: Any) -> None:
+    if not isinstance(files, dict):
+        raise MsamError(f"{path}: 'files' is not a table")
+    for rel, info in files.items():
+        parts = Path(rel).parts
+        if not rel or Path(rel).is_absolute() or ".." in parts or rel == MANIFEST_FILE or "\\" in rel:
+            raise MsamError(f"{path}: file entry {rel!r} is not a plain relative path")
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            raise MsamError(f"{path}: file entry {rel!r} has no sha256")
+        if not isinstance(info.get("size_bytes"), int):
+            raise MsamError(f"{path}: file entry {rel!r} has no size")
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    """A bundle's manifest, checked for shape; MsamError (exit 2) when unusable."""
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise MsamError(f"{bundle}: not a bundle directory")
+    path = bundle / MANIFEST_FILE
+    manifest = read_json(path, MANIFEST_FILE)
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise MsamError(f"{path}: unknown schema {found!r} (expected {SCHEMA!r})")
+    _check_files_table(path, manifest.get("files"))
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, dict) or not artifacts:
+        raise MsamError(f"{path}: no artifacts")
+    for name, entry in artifacts.items():
+        if not _NAME.match(name) or not isinstance(entry, dict) or entry.get("dir") != name:
+            raise MsamError(f"{path}: malformed artifact entry {name!r}")
+    return manifest
