@@ -119,7 +119,9 @@ def _default_out(src: Path, suffix: str) -> Path:
 
 def _summary(meta: dict) -> dict:
     keys = ("kind", "model", "source", "options", "files", "timings_s")
-    return {k: meta[k] for k in keys} | {"parity": {k: meta["parity"][k] for k in ("worst", "passed", "precision")}}
+    parity = {k: meta["parity"][k] for k in ("worst", "passed", "precision") if k in meta["parity"]}
+    extra = {"quantization": meta["quantization"]} if "quantization" in meta else {}
+    return {k: meta[k] for k in keys} | {"parity": parity} | extra
 
 
 def _report_export(meta: dict, out_dir: Path, quiet: bool, as_json: bool) -> None:
@@ -156,19 +158,42 @@ def onnx_cmd(
             "(MedficientSAM's bilinear resize, bit-exact).",
         ),
     ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="ONNX Runtime static INT8 (QDQ) encoder; needs --calib.")
+    ] = False,
+    calib: Annotated[Path | None, typer.Option("--calib", help="Calibration file (for --int8).")] = None,
+    max_drift: Annotated[
+        float, typer.Option("--max-drift", help="INT8: largest allowed drop of mean mask agreement DSC vs FP32.")
+    ] = 0.01,
+    calibration_method: Annotated[
+        str, typer.Option("--calibration-method", help="INT8 activation ranges: minmax, entropy or percentile.")
+    ] = "minmax",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export encoder.onnx + decoder.onnx, simplified, checked and parity-tested in ONNX Runtime.
 
-    Exit 1 (and nothing written) if the graphs drift from PyTorch beyond 1e-4.
+    Exit 1 (and nothing written) if the graphs drift from PyTorch beyond 1e-4. CKPT may also be
+    an FP32 ONNX export dir with --int8.
     """
-    from .export.pipeline import export_onnx
     from .progress import Steps
 
     path = _checkpoint_path(checkpoint, use_default)
-    out_dir = out_dir or _default_out(path, "onnx")
     steps = Steps(err_console, quiet=quiet or as_json)
+    if int8:
+        from .quantize import quantize_onnx
+
+        if calib is None:
+            raise MsamError("--int8 needs --calib FILE (make one with `msam-export calibrate`)")
+        out_dir = out_dir or _default_out(path, "onnx-int8")
+        meta = quantize_onnx(path, out_dir, calib, max_drift, calibration_method, variant, trust_pickle, force, steps)
+        _report_export(meta, out_dir, quiet, as_json)
+        if not (quiet or as_json):
+            console.print(_drift_line(meta["quantization"]))
+        return
+    from .export.pipeline import export_onnx
+
+    out_dir = out_dir or _default_out(path, "onnx")
     meta = export_onnx(
         path, out_dir, variant, trust_pickle, opset, not no_simplify, force, steps, with_preprocess=with_preprocess
     )
@@ -186,6 +211,24 @@ def openvino_cmd(
     precision: Annotated[
         str, typer.Option("--precision", help="fp32, or fp16 (weights compressed to fp16; drift reported).")
     ] = "fp32",
+    int8: Annotated[
+        bool, typer.Option("--int8", help="NNCF INT8 with accuracy control (needs --calib); see --max-drift.")
+    ] = False,
+    calib: Annotated[
+        Path | None, typer.Option("--calib", help="Calibration file from `msam-export calibrate` (for --int8).")
+    ] = None,
+    max_drift: Annotated[
+        float,
+        typer.Option(
+            "--max-drift", help="INT8: largest allowed drop of mean mask agreement DSC vs FP32 (validation slices)."
+        ),
+    ] = 0.01,
+    max_float_modules: Annotated[
+        int, typer.Option("--max-float-modules", help="INT8 accuracy control: modules it may keep in float.")
+    ] = 6,
+    budget_seconds: Annotated[
+        float, typer.Option("--budget-seconds", help="INT8 accuracy control: time limit in seconds.")
+    ] = 600.0,
     use_default: DefaultOpt = False,
     variant: VariantOpt = None,
     opset: OpsetOpt = 17,
@@ -195,15 +238,45 @@ def openvino_cmd(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Convert to OpenVINO IR (encoder.xml/.bin, decoder.xml/.bin), parity-tested at f32 inference precision."""
-    from .export.pipeline import export_openvino
+    """Convert to OpenVINO IR (encoder.xml/.bin, decoder.xml/.bin), parity-tested at f32 inference precision.
+
+    With --int8 --calib FILE: INT8 encoder (NNCF, architecture-aware float scope, budgeted accuracy
+    control on mask agreement) and INT8-weight decoder; exit 1, nothing written, if the drift limit
+    is not met.
+    """
     from .progress import Steps
 
     path = _checkpoint_path(src, use_default)
-    out_dir = out_dir or _default_out(path, "openvino")
     steps = Steps(err_console, quiet=quiet or as_json)
+    if int8:
+        from .quantize import Budget, quantize_openvino
+
+        if calib is None:
+            raise MsamError("--int8 needs --calib FILE (make one with `msam-export calibrate`)")
+        out_dir = out_dir or _default_out(path, "openvino-int8")
+        budget = Budget(max_float_modules=max_float_modules, max_seconds=budget_seconds)
+        meta = quantize_openvino(path, out_dir, calib, max_drift, variant, trust_pickle, force, steps, budget)
+        _report_export(meta, out_dir, quiet, as_json)
+        if not (quiet or as_json):
+            console.print(_drift_line(meta["quantization"]))
+        return
+    from .export.pipeline import export_openvino
+
+    out_dir = out_dir or _default_out(path, "openvino")
     meta = export_openvino(path, out_dir, precision, variant, trust_pickle, opset, not no_simplify, force, steps)
     _report_export(meta, out_dir, quiet, as_json)
+
+
+def _drift_line(quantization: dict) -> str:
+    drift = quantization["drift"]
+    worst = min(drift["agreement_by_modality"].items(), key=lambda kv: kv[1])
+    kept = [k["module"] for k in quantization.get("accuracy_control", {}).get("kept_float", [])]
+    return (
+        f"INT8 mask agreement vs FP32 {drift['agreement_dsc']:.4f} on {drift['slices']} validation slices "
+        f"(worst {worst[0]} {worst[1]:.4f}); {quantization['size_vs_fp32']:.0%} of the FP32 size; "
+        f"float scope {sum(quantization['float_scope'].values())} ops"
+        + (f"; accuracy control kept {', '.join(kept)} in float" if kept else "")
+    )
 
 
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads [default: all usable cores].")]
@@ -499,6 +572,11 @@ def gate_cmd(
     max_latency_ratio: Annotated[
         float, typer.Option(help="Largest current/baseline case time, both re-run now on --data.")
     ] = 1.10,
+    min_agreement_int8: Annotated[
+        float, typer.Option(help="INT8 artifacts (*-int8): smallest mean agreement DSC.")
+    ] = 0.95,
+    max_dsc_drop_int8: Annotated[float, typer.Option(help="INT8 artifacts: largest DSC drop.")] = 0.01,
+    max_nsd_drop_int8: Annotated[float, typer.Option(help="INT8 artifacts: largest NSD drop.")] = 0.01,
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip the latency re-run.")] = False,
     data: Annotated[
         Path | None, typer.Option("--data", help="Cases for the latency re-run (default: the bundled samples).")
@@ -519,7 +597,15 @@ def gate_cmd(
     from .publish.junit import write_junit
     from .publish.render import gate_table
 
-    limits = GateLimits(min_agreement, max_dsc_drop, max_nsd_drop, max_latency_ratio)
+    limits = GateLimits(
+        min_agreement,
+        max_dsc_drop,
+        max_nsd_drop,
+        max_latency_ratio,
+        min_agreement_int8,
+        max_dsc_drop_int8,
+        max_nsd_drop_int8,
+    )
     try:
         cases = None
         if baseline is not None and not no_latency:
@@ -540,6 +626,44 @@ def gate_cmd(
     console.print(gate_table(checks, title))
     console.print("[green]PASS[/]" if ok else f"[red]FAIL[/] ({sum(c.status == 'fail' for c in checks)} check(s))")
     if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where everything goes.")] = Path("msam-demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="Six sample cases (one 3D) instead of seven: for CI.")] = False,
+    all_cases: Annotated[bool, typer.Option("--all-cases", help="All nine bundled sample cases (slower).")] = False,
+    calib_slices: Annotated[int, typer.Option("--calib-slices", help="Calibration slices for INT8.")] = 40,
+    max_drift: Annotated[float, typer.Option("--max-drift", help="INT8: largest agreement drop vs FP32.")] = 0.03,
+    threads: ThreadsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """The embedded default end to end: real LiteMedSAM weights + the bundled real sample cases ->
+    ONNX -> OpenVINO FP32 -> INT8 -> verify -> publish -> gate, ending with one table.
+
+    Writes OUTPUT/bundle (the published bundle), OUTPUT/verify/*.json, OUTPUT/calib.npz,
+    OUTPUT/gate.xml (JUnit) and OUTPUT/summary.md. Exit 1 if the gate fails.
+    """
+    from .demo import DEMO_CASES, QUICK_CASES, SAMPLES, DemoOptions, run_demo
+    from .progress import Steps
+    from .publish.render import gate_table
+
+    cases = tuple(p.name for p in sorted((SAMPLES / "imgs").glob("*.npz"))) if all_cases else DEMO_CASES
+    options = DemoOptions(QUICK_CASES if quick else cases, calib_slices, max_drift, threads)
+    steps = Steps(err_console)
+    result = run_demo(output, options, force, steps)
+    console.print(gate_table(result["gate"], f"gate: {output / 'bundle'}"))
+    table = Table(title=f"msam-export demo: LiteMedSAM on {len(options.cases)} bundled sample cases")
+    from .demo import COLUMNS
+
+    for _, title, _ in COLUMNS:
+        table.add_column(title, justify="left" if title == "artifact" else "right")
+    for row in result["rows"]:
+        table.add_row(*(fmt.format(row[key]) for key, _, fmt in COLUMNS))
+    console.print(table)
+    console.print(f"bundle: {output / 'bundle'}  gate: {'[green]PASSED[/]' if result['passed'] else '[red]FAILED[/]'}")
+    if not result["passed"]:
         raise typer.Exit(1)
 
 

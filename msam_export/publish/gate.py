@@ -6,7 +6,7 @@ data), 2 unusable input (unreadable or tampered bundle, wrong schema)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,21 @@ class GateLimits:
     max_dsc_drop: float = 0.005
     max_nsd_drop: float = 0.005
     max_latency_ratio: float = 1.10
+    min_agreement_int8: float = 0.95
+    max_dsc_drop_int8: float = 0.01
+    max_nsd_drop_int8: float = 0.01
+
+    def for_artifact(self, name: str) -> GateLimits:
+        """The limits an artifact is held to: INT8 artifacts (named ``*-int8`` in a bundle)
+        drift more by design and have their own agreement and drop limits."""
+        if "int8" not in name:
+            return self
+        return replace(
+            self,
+            min_agreement=self.min_agreement_int8,
+            max_dsc_drop=self.max_dsc_drop_int8,
+            max_nsd_drop=self.max_nsd_drop_int8,
+        )
 
 
 @dataclass
@@ -182,6 +197,7 @@ def provenance_check(label: str, evidence: Evidence) -> Check:
 
 def accuracy_checks(label: str, current: Evidence, baseline: Evidence | None, limits: GateLimits) -> list[Check]:
     """Provenance (bundles), cases, data identity (with a baseline), agreement, DSC, NSD."""
+    limits = limits.for_artifact(label)
     report = current.report
     overall = report.get("overall") or {}
     base_overall = baseline.report.get("overall") if baseline else None

@@ -17,6 +17,15 @@ from ..progress import Steps
 from ..verify.report import Thresholds
 
 DEFAULT_THRESHOLDS = Thresholds(min_agreement=0.99, max_dsc_drop=0.005, max_nsd_drop=0.005)
+# INT8 drifts by design: held to the gate's INT8 limits (GateLimits.*_int8) unless given its own.
+INT8_THRESHOLDS = Thresholds(min_agreement=0.95, max_dsc_drop=0.01, max_nsd_drop=0.01)
+
+
+def thresholds_for(name: str, thresholds: Thresholds | dict[str, Thresholds]) -> Thresholds:
+    """The verify thresholds of format ``name``."""
+    if isinstance(thresholds, dict):
+        return thresholds.get(name, INT8_THRESHOLDS if "int8" in name else DEFAULT_THRESHOLDS)
+    return INT8_THRESHOLDS if "int8" in name else thresholds
 
 
 @dataclass
@@ -28,6 +37,7 @@ class BuildContext:
     variant: str | None = None
     trust_pickle: bool = False
     calib: Path | None = None
+    max_drift: float = 0.03
     steps: Steps = field(default_factory=lambda: Steps(quiet=True))
     built: dict[str, Path] = field(default_factory=dict)
 
@@ -52,13 +62,12 @@ def build_openvino(ctx: BuildContext, out_dir: Path) -> None:
 
 def build_openvino_int8(ctx: BuildContext, out_dir: Path) -> None:
     """OpenVINO INT8 through ``msam_export.quantize.quantize_openvino`` (needs ``calib``)."""
-    try:
-        from ..quantize import quantize_openvino  # type: ignore[attr-defined]
-    except ImportError:
-        raise MsamError("openvino-int8 needs msam_export.quantize") from None
+    from ..quantize import quantize_openvino
+
     if ctx.calib is None:
         raise MsamError("openvino-int8 needs a calibration file (--calib, from `msam-export calibrate`)")
-    quantize_openvino(ctx.checkpoint, out_dir, ctx.calib)
+    src = ctx.built.get("openvino", ctx.checkpoint)
+    quantize_openvino(src, out_dir, ctx.calib, ctx.max_drift, ctx.variant, ctx.trust_pickle, steps=ctx.steps)
 
 
 BUILDERS: dict[str, Builder] = {
@@ -89,13 +98,14 @@ def publish_from_checkpoint(
     *,
     gts: Path | None = None,
     calib: Path | None = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    thresholds: Thresholds | dict[str, Thresholds] = DEFAULT_THRESHOLDS,
     repeats: int = 1,
     threads: int | None = None,
     variant: str | None = None,
     trust_pickle: bool = False,
     force: bool = False,
     overwrite: bool = False,
+    max_drift: float = 0.03,
     steps: Steps | None = None,
     on_case: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -119,7 +129,9 @@ def publish_from_checkpoint(
     cases = list_cases(imgs)
     if gts_dir is None:
         raise MsamError(f"{data}: no gts/ beside imgs/; verify needs ground truth for DSC/NSD (or pass --gts)")
-    ctx = BuildContext(Path(checkpoint), variant, trust_pickle, calib, steps or Steps(quiet=True))
+    ctx = BuildContext(
+        Path(checkpoint), variant, trust_pickle, calib, max_drift=max_drift, steps=steps or Steps(quiet=True)
+    )
     reference = open_model(ctx.checkpoint, threads, variant=variant, trust_pickle=trust_pickle, need="verify")
     pairs = []
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work-", dir=out_dir.resolve().parent) as work:
@@ -129,7 +141,8 @@ def publish_from_checkpoint(
             ctx.built[name] = artifact
             candidate = open_model(artifact, threads, need="verify")
             with ctx.steps.step("verify", f"{name} on {len(cases)} case(s)"):
-                report = run_verify(candidate, reference, cases, gts_dir, repeats, thresholds, on_case)
+                limits = thresholds_for(name, thresholds)
+                report = run_verify(candidate, reference, cases, gts_dir, repeats, limits, on_case)
             write_report(Path(work) / f"{name}.verify.json", report)
             pairs.append((artifact, Path(work) / f"{name}.verify.json"))
         return publish_bundle(pairs, out_dir, force, overwrite)

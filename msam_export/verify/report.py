@@ -100,11 +100,25 @@ def data_fingerprint(cases: list[Path], gts_dir: Path | None) -> str:
 
 
 def verify_case(
-    path: Path, reference: Predictor, candidate: Predictor, gts_dir: Path | None, repeats: int
+    path: Path,
+    reference: Predictor,
+    candidate: Predictor,
+    gts_dir: Path | None,
+    repeats: int,
+    reference_cache: dict[str, Segmentation] | None = None,
 ) -> dict[str, Any]:
-    """One case: agreement per box, DSC/NSD vs ground truth for both, latency."""
+    """One case: agreement per box, DSC/NSD vs ground truth for both, latency.
+
+    ``reference_cache`` (case path -> reference segmentation) lets several candidates
+    share one run of the reference."""
     case = load_case(path)
-    ref = reference.segment(case)
+    key = str(path.resolve())
+    if reference_cache is not None and key in reference_cache:
+        ref = reference_cache[key]
+    else:
+        ref = reference.segment(case)
+        if reference_cache is not None:
+            reference_cache[key] = ref
     runs = [candidate.segment(case) for _ in range(max(1, repeats))]
     cand = runs[-1]
     agreement = box_agreement(ref, cand)
@@ -188,6 +202,7 @@ def run_verify(
     repeats: int = 1,
     thresholds: Thresholds = Thresholds(),
     on_case: Callable[[str], None] | None = None,
+    reference_cache: dict[str, Segmentation] | None = None,
 ) -> dict[str, Any]:
     """The whole verify report (see README, "verify.json")."""
     if candidate.spec.name != reference.spec.name:
@@ -197,7 +212,7 @@ def run_verify(
     rows = []
     for path in cases:
         try:
-            rows.append(verify_case(path, ref_predictor, cand_predictor, gts_dir, repeats))
+            rows.append(verify_case(path, ref_predictor, cand_predictor, gts_dir, repeats, reference_cache))
         except (MsamError, ValueError) as exc:
             rows.append({"case": path.name, "error": str(exc)})
         if on_case:

@@ -44,6 +44,8 @@ class ModelSpec:
         build_encoder: constructs the image encoder (random weights).
         decoder_norm_eps: LayerNorm eps inside the mask decoder's transformer.
         keys: checkpoint key layout.
+        int8_float_modules: (regex over ONNX module paths, reason) of modules INT8
+            quantization keeps in float from the start (architecture-aware ignored scope).
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelSpec:
     build_encoder: Callable[[], nn.Module]
     decoder_norm_eps: float
     keys: KeyLayout = KEY_LAYOUT
+    int8_float_modules: tuple[tuple[str, str], ...] = ()
 
     def build_prompt_encoder(self) -> PromptEncoder:
         s = self.input_size
@@ -79,6 +82,11 @@ def _medficientsam(variant: str) -> ModelSpec:
         resize="bilinear",
         build_encoder=lambda: build_efficientvit_encoder(variant),
         decoder_norm_eps=1e-6,
+        int8_float_modules=(
+            (r"^backbone/stages\.[01]/", "input stem at full resolution: errors here grow through the network"),
+            (r"/depth_conv/", "MBConv depthwise 3x3: few weights per channel, little INT8 gain"),
+            (r"^neck/output_ops/", "last neck conv writes the image embeddings the decoder reads"),
+        ),
     )
 
 
@@ -93,6 +101,12 @@ ZOO: dict[str, ModelSpec] = {
         resize="area",
         build_encoder=build_litemedsam_encoder,
         decoder_norm_eps=1e-5,
+        int8_float_modules=(
+            (r"^patch_embed/", "input stem at full resolution: errors here grow through the network"),
+            (r"^layers\.0/", "MBConv stage: most sensitive to INT8 weights (embedding error 0.09 alone)"),
+            (r"/downsample/", "patch merging convs: next most sensitive (0.02-0.05 each), few weights"),
+            (r"/local_conv/", "depthwise 3x3: sensitive (up to 0.03), few weights, little INT8 gain"),
+        ),
     ),
 }
 

@@ -1,0 +1,120 @@
+"""INT8 end to end per model: export OpenVINO FP32, calibrate, quantize (NNCF), verify.
+
+MedficientSAM L0/L1/L2 use the golden generator's deterministic weights: they show that
+the pipeline runs end to end; their drift says little about trained weights (reported,
+not tuned to). LiteMedSAM uses its real weights. Calibration: the bundled sample cases
+(or --calib-data); verify: --data (default: the bundled samples). Writes a markdown table.
+
+    python benchmarks/int8.py [--models l0,l1,l2,litemedsam] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from export import checkpoint_for
+
+from msam_export.calibrate import build_calibration, save_calibration
+from msam_export.checkpoints import load_checkpoint
+from msam_export.data import list_cases
+from msam_export.errors import ParityError
+from msam_export.export import pipeline
+from msam_export.quantize import Budget, quantize_openvino
+from msam_export.runtime import open_model
+from msam_export.runtime.segment import data_dirs
+from msam_export.verify import cpu_info, run_verify
+
+SAMPLES = Path(__file__).resolve().parent.parent / "msam_export" / "samples"
+
+
+def bins_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("*.bin")) / 1e6
+
+
+def run_model(model: str, args: argparse.Namespace, work: Path) -> dict:
+    ckpt = checkpoint_for(model, args.shared, work)
+    fp32 = work / f"{model}-ov"
+    pipeline.export_openvino(ckpt, fp32)
+    loaded = load_checkpoint(ckpt)
+    calib_imgs, _ = data_dirs(args.calib_data)
+    calib, _ = build_calibration(list_cases(calib_imgs), loaded.model, loaded.spec, args.n, 0, 0.25)
+    save_calibration(work / f"{model}.calib.npz", calib)
+    start = time.perf_counter()
+    try:
+        meta = quantize_openvino(
+            fp32, work / f"{model}-int8", work / f"{model}.calib.npz", args.max_drift, budget=Budget(args.budget)
+        )
+    except ParityError as exc:
+        return {"model": loaded.spec.title, "error": str(exc)}
+    seconds = time.perf_counter() - start
+    imgs, gts = data_dirs(args.data)
+    cases = list_cases(imgs)
+    reference = open_model(ckpt, need="verify")
+    candidate = open_model(work / f"{model}-int8", need="verify")
+    report = run_verify(candidate, reference, cases, gts)
+    q = meta["quantization"]
+    return {
+        "model": loaded.spec.title,
+        "quantize_s": seconds,
+        "val_agreement": q["drift"]["agreement_dsc"],
+        "float_ops": sum(q["float_scope"].values()),
+        "kept_float": [k["module"] for k in q["accuracy_control"]["kept_float"]],
+        "decoder": q["decoder"],
+        "size_ratio": bins_mb(work / f"{model}-int8") / bins_mb(fp32),
+        "overall": report["overall"],
+        "by_modality": report["by_modality"],
+    }
+
+
+def table(rows: list[dict], data: Path) -> str:
+    cpu = cpu_info()
+    lines = [
+        f"CPU: {cpu.get('model')} ({cpu.get('usable_cpus')} usable cpus); verify data: {data}",
+        "",
+        "| model | quantize s | float-scope ops | kept float by control | decoder | .bin vs FP32 | "
+        "val agreement | agreement (verify) | worst modality | DSC FP32 -> INT8 | NSD FP32 -> INT8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | failed: {r['error']} |" + " |" * 9)
+            continue
+        o = r["overall"]
+        worst = min(r["by_modality"].items(), key=lambda kv: kv[1]["agreement_dsc"])
+        lines.append(
+            f"| {r['model']} | {r['quantize_s']:.0f} | {r['float_ops']} | {', '.join(r['kept_float']) or '-'} | "
+            f"{r['decoder']} | {r['size_ratio']:.0%} | {r['val_agreement']:.4f} | {o['agreement_dsc']:.4f} | "
+            f"{worst[0]} {worst[1]['agreement_dsc']:.4f} | {o['reference_dsc']:.4f} -> {o['candidate_dsc']:.4f} | "
+            f"{o['reference_nsd']:.4f} -> {o['candidate_nsd']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="l0,l1,l2,litemedsam")
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--data", type=Path, default=SAMPLES, help="verify data (imgs/ + gts/)")
+    parser.add_argument("--calib-data", type=Path, default=SAMPLES)
+    parser.add_argument("--n", type=int, default=40, help="calibration slices")
+    parser.add_argument("--max-drift", type=float, default=0.5)
+    parser.add_argument("--budget", type=int, default=0, help="modules accuracy control may keep in float")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/int8.md"))
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            rows.append(run_model(model, args, Path(tmp)))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "by_modality"}, default=str), flush=True)
+    text = table(rows, args.data)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

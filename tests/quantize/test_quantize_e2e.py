@@ -1,0 +1,96 @@
+"""INT8 end to end on LiteMedSAM's real weights: OpenVINO (NNCF) and ONNX Runtime (QDQ)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO
+from test_cli import run_cli
+
+from msam_export.calibrate import build_calibration, save_calibration
+from msam_export.checkpoints import default_checkpoint_path, load_checkpoint
+from msam_export.data import list_cases
+from msam_export.errors import ParityError
+from msam_export.quantize import Budget, quantize_onnx, quantize_openvino
+from msam_export.runtime import Predictor, open_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    """16 slices of the bundled samples, 4 held out for the drift metric."""
+    loaded = load_checkpoint(default_checkpoint_path())
+    cases = list_cases(REPO / "msam_export" / "samples" / "imgs")
+    calibration, _ = build_calibration(cases, loaded.model, loaded.spec, n=16, seed=0, val_fraction=0.25)
+    path = tmp_path_factory.mktemp("calib") / "calib.npz"
+    save_calibration(path, calibration)
+    return path
+
+
+@pytest.fixture(scope="module")
+def openvino_int8(litemedsam_exports, calib, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "openvino-int8"
+    meta = quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.05)
+    return out, meta
+
+
+def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_exports):
+    out, meta = openvino_int8
+    q = meta["quantization"]
+    assert meta["kind"] == "openvino" and meta["options"]["precision"] == "int8"
+    assert q["drift"]["agreement_dsc"] >= 0.95
+    assert q["drift"]["slices"] == 4
+    # the architecture-aware float scope was applied and is explained
+    assert sum(q["float_scope"].values()) > 0 and all(q["float_scope"])
+    fp32 = litemedsam_exports["openvino"]
+    ratio = sum((out / f).stat().st_size for f in ("encoder.bin", "decoder.bin")) / sum(
+        (fp32 / f).stat().st_size for f in ("encoder.bin", "decoder.bin")
+    )
+    assert ratio <= 0.45 and q["size_vs_fp32"] == pytest.approx(ratio, abs=1e-3)
+    assert json.loads((out / "export.json").read_text())["quantization"]["decoder"] in ("int8-weights", "fp32")
+
+
+def test_openvino_int8_segments_like_fp32(openvino_int8, litemedsam_exports):
+    from msam_export.data import load_case
+    from msam_export.metrics import agreement_dice
+
+    case = load_case(REPO / "msam_export" / "samples" / "imgs" / "2DBox_US_HC18-000.npz")
+    fp32 = open_model(litemedsam_exports["openvino"])
+    int8 = open_model(openvino_int8[0])
+    a = Predictor(fp32.backend, fp32.spec).segment(case)
+    b = Predictor(int8.backend, int8.spec).segment(case)
+    assert agreement_dice(a.box_masks[0], b.box_masks[0]) > 0.95
+
+
+def test_unmet_drift_writes_nothing(litemedsam_exports, calib, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(ParityError, match="nothing written"):
+        quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.0, budget=Budget(max_float_modules=0))
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_onnxruntime_int8(litemedsam_exports, calib, tmp_path):
+    out = tmp_path / "onnx-int8"
+    meta = quantize_onnx(litemedsam_exports["onnx"], out, calib, max_drift=0.2)
+    q = meta["quantization"]
+    assert q["engine"] == "onnxruntime" and q["drift"]["agreement_dsc"] >= 0.8
+    assert q["size_vs_fp32"] < 0.5
+    opened = open_model(out)
+    assert opened.kind == "onnx"
+
+
+def test_cli_int8_needs_calib(tmp_path):
+    result = run_cli("openvino", "--default", "--int8", "-o", str(tmp_path / "x"))
+    assert result.returncode == 2 and "--int8 needs --calib" in result.stderr
+
+
+def test_cli_rejects_a_calibration_file_of_another_model(litemedsam_exports, tmp_path):
+    bad = tmp_path / "calib.npz"
+    bad.write_bytes(b"not a calibration file")
+    result = run_cli(
+        "openvino", str(litemedsam_exports["openvino"]), "--int8", "--calib", str(bad), "-o", str(tmp_path / "x")
+    )
+    assert result.returncode == 2 and "not a calibration file" in result.stderr
