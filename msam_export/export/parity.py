@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -99,6 +100,43 @@ def exact_reference(model: MedSam) -> TorchBackend:
     so an artifact's error is measured against the exact function instead.
     """
     return TorchBackend(copy.deepcopy(model), dtype=torch.float64)
+
+
+class MemoBackend:
+    """A backend whose results are remembered by input bytes: the float64 reference is slow
+    and the same inputs are checked for every artifact of a checkpoint in one process."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.precision = backend.precision
+        self._memo: dict[tuple, Any] = {}
+
+    def _key(self, *arrays: np.ndarray) -> tuple:
+        return tuple(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() + str(a.shape) for a in arrays)
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        key = ("encode", *self._key(image))
+        if key not in self._memo:
+            self._memo[key] = self.backend.encode(image)
+        return self._memo[key].copy()
+
+    def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = ("decode", *self._key(embeddings, boxes))
+        if key not in self._memo:
+            self._memo[key] = self.backend.decode(embeddings, boxes)
+        return tuple(a.copy() for a in self._memo[key])
+
+
+_REFERENCES: dict[str, MemoBackend] = {}
+
+
+def cached_exact_reference(model: MedSam, sha256: str) -> MemoBackend:
+    """``exact_reference`` of the checkpoint with this sha256, shared within the process."""
+    if sha256 not in _REFERENCES:
+        _REFERENCES.clear()  # one checkpoint at a time: keeps memory bounded
+        _REFERENCES[sha256] = MemoBackend(exact_reference(model))
+    return _REFERENCES[sha256]
 
 
 def compare(reference: Backend, candidate: Backend, inputs: list[ParityInput], with_decoder: bool) -> dict[str, Any]:

@@ -13,7 +13,17 @@ from ..progress import Steps
 from ..runtime import Backend, OnnxBackend, OpenVinoBackend
 from . import onnx as onnx_export
 from .metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
-from .parity import FP16, FP32, PARITY_CASES, Tolerance, compare, exact_reference, parity_inputs, preprocess_parity
+from .parity import (
+    FP16,
+    FP32,
+    PARITY_CASES,
+    Tolerance,
+    cached_exact_reference,
+    compare,
+    exact_reference,
+    parity_inputs,
+    preprocess_parity,
+)
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -32,7 +42,7 @@ def _check_parity(
     cases: tuple[str, ...] = PARITY_CASES,
 ) -> dict[str, Any]:
     with steps.step("parity", f"{candidate.name} vs PyTorch f64"):
-        reference = exact_reference(loaded.model)
+        reference = cached_exact_reference(loaded.model, loaded.provenance.sha256)
         inputs = parity_inputs(loaded.spec, cases)
         result = compare(reference, candidate, inputs, loaded.model.has_decoder)
     result |= {

@@ -35,8 +35,14 @@ def normalized(value: Any) -> Any:
     return value
 
 
-def quantization_of(options: dict[str, Any]) -> dict[str, Any] | None:
-    """The quantization settings an export's options record (None for a float artifact)."""
+def quantization_of(options: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The quantization settings of an export (None for a float artifact): export.json's
+    top-level ``quantization`` section (what ``--int8`` writes, with ``options.precision``
+    "int8"), else what its options record."""
+    if meta and isinstance(meta.get("quantization"), dict):
+        return meta["quantization"]
+    if options.get("precision") == "int8":
+        return {"int8": True}
     quantization = options.get("quantization")
     if isinstance(quantization, dict) and quantization:
         return quantization
@@ -51,7 +57,7 @@ def artifact_name(meta: dict[str, Any]) -> str:
     options = meta.get("options") or {}
     if not _NAME.match(kind):
         raise MsamError(f"export.json kind {kind!r} cannot name a bundle directory")
-    if quantization_of(options) is not None:
+    if quantization_of(options, meta) is not None:
         return f"{kind}-int8"
     if options.get("precision") == "fp16":
         return f"{kind}-fp16"
@@ -148,7 +154,7 @@ def artifact_entry(name: str, meta: dict[str, Any], report: dict[str, Any]) -> d
             "export_json": f"{name}/{EXPORT_FILE}",
             "verify_json": f"{name}/{VERIFY_FILE}",
             "options": options,
-            "quantization": quantization_of(options),
+            "quantization": _compact(quantization_of(options, meta)),
             "versions": meta.get("versions"),
             "files": {f"{name}/{file}": info for file, info in (meta.get("files") or {}).items()},
             "parity": {k: parity.get(k) for k in ("passed", "precision", "reference", "worst", "tolerance")},
@@ -156,6 +162,13 @@ def artifact_entry(name: str, meta: dict[str, Any], report: dict[str, Any]) -> d
             "accepted": {"by": "--force" if problems else "verify", "problems": problems},
         }
     )
+
+
+def _compact(quantization: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The quantization record without its per-operation name lists (they stay in export.json)."""
+    if quantization is None:
+        return None
+    return {k: v for k, v in quantization.items() if k != "float_scope_operations"}
 
 
 def source_entry(meta: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Recipe (why each choice, measured on LiteMedSAM's real weights, see README):
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -78,6 +79,8 @@ def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str]) -> A
     """One NNCF call: INT8 encoder from the calibration file's training slices."""
     import nncf
 
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list every ignored node
+
     images = calib.train_images
     dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
     return nncf.quantize(
@@ -97,6 +100,8 @@ def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str]) -> A
 def compress_decoder(model: Any) -> Any:
     """Weight-only INT8 of the decoder (activations stay float)."""
     import nncf
+
+    nncf.set_log_level(logging.WARNING)
 
     return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
 
