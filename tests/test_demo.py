@@ -13,7 +13,8 @@ from msam_export.errors import MsamError
 def test_demo_cases_are_bundled():
     assert [p.name for p in demo_cases(DEMO_CASES)] == list(DEMO_CASES)
     assert set(QUICK_CASES) < set(DEMO_CASES)
-    assert any(name.startswith("3D") for name in QUICK_CASES)
+    assert any(name.startswith("3D") for name in DEMO_CASES)
+    assert all(name.startswith("2D") for name in QUICK_CASES)
 
 
 def test_missing_case_is_named(tmp_path):
@@ -43,6 +44,7 @@ def test_summary_rows_and_table(tmp_path):
     assert [r["artifact"] for r in rows] == ["pytorch (reference)", "openvino-int8"]
     assert rows[1]["speedup"] == pytest.approx(3.0) and rows[1]["size_mb"] == pytest.approx(2.0)
     assert rows[0]["dsc"] == 0.8 and rows[1]["dsc"] == 0.79
+    rows[1]["published"] = "yes"
     text = summary_markdown(rows, gate_passed=False)
-    assert "| openvino-int8 | 2.0 | 0.9800 | 0.7900 | 0.5900 | 500 | 3.00x |" in text
+    assert "| openvino-int8 | 2.0 | 0.9800 | 0.7900 | 0.5900 | 500 | 3.00x | yes |" in text
     assert text.rstrip().endswith("gate: FAILED")

@@ -3,6 +3,7 @@
 Recipe (why each choice, measured on LiteMedSAM's real weights, see README):
 - NNCF ``quantize`` with the TRANSFORMER model type and PERFORMANCE preset
   (symmetric activations; the MIXED preset was far worse);
+- overflow fix on every layer (7-bit weights), as AVX2 CPUs saturate otherwise;
 - SmoothQuant and bias correction off: neither helped agreement here, and without
   them keeping an operation in float restores it exactly (``graph.keep_in_float``);
 - the spec's float modules (architecture-aware ignored scope) never quantized;
@@ -91,6 +92,9 @@ def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str]) -> A
         subset_size=len(images),
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
         advanced_parameters=nncf.AdvancedQuantizationParameters(
+            # 7-bit weights everywhere: CPUs without VNNI (AVX2) saturate u8 x s8 products in
+            # 16 bits; measured here: agreement 0.9747 -> 0.9786 on the validation slices
+            overflow_fix=nncf.OverflowFix.ENABLE,
             disable_bias_correction=True,
             smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
         ),
@@ -246,7 +250,8 @@ def _metadata(
         "options": fp32_meta["options"] | {"precision": "int8"},
         "quantization": {
             "engine": "nncf",
-            "recipe": "TRANSFORMER model type, PERFORMANCE preset, no SmoothQuant, no bias correction; "
+            "recipe": "TRANSFORMER model type, PERFORMANCE preset, overflow fix on all layers, no SmoothQuant, "
+            "no bias correction; "
             "float constants stored as fp16",
             "calibration": {
                 "file": str(calib_path),

@@ -105,7 +105,8 @@ def restore_accuracy(
         measured = meter.measure(compile_model(current))
         report.history.append({"module": module, "agreement_dsc": round(measured.agreement, 6)})
         if on_step:
-            on_step(f"kept {module} in float: agreement {measured.agreement:.4f}")
+            verdict = "kept" if measured.agreement > best_drift.agreement else "undone, no gain"
+            on_step(f"{module} in float: agreement {measured.agreement:.4f} ({verdict})")
         if measured.agreement > best_drift.agreement:
             report.kept_float.append(
                 {

@@ -33,6 +33,13 @@ def test_artifact_name(kind, options, name):
     assert artifact_name({"kind": kind, "options": options}) == name
 
 
+def test_artifact_name_of_an_int8_export():
+    """What `openvino --int8` / `onnx --int8` write: options.precision int8 and a top-level quantization."""
+    for kind in ("openvino", "onnx"):
+        meta = {"kind": kind, "options": {"precision": "int8", "opset": 17}, "quantization": {"engine": "x"}}
+        assert artifact_name(meta) == f"{kind}-int8"
+
+
 def test_artifact_name_refuses_unsafe_kind():
     with pytest.raises(MsamError, match="cannot name a bundle directory"):
         artifact_name({"kind": "../x", "options": {}})
