@@ -33,7 +33,7 @@ from ..runtime.backends import DECODER_INPUTS, ENCODER_INPUT, default_threads
 from ..zoo import ModelSpec, get_spec
 from .graph import QUANTIZABLE, module_path, store_constants_as_fp16
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
-from .validation import Drift, DriftMeter
+from .validation import DriftMeter
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
@@ -272,8 +272,3 @@ def _metadata(
             "note": "INT8 is checked by its drift (quantization.drift), not by the FP32 1e-4 tolerance",
         },
     }
-
-
-def drift_summary(drift: Drift) -> str:
-    worst = min(drift.per_modality.items(), key=lambda kv: kv[1])
-    return f"agreement {drift.agreement:.4f} (worst modality {worst[0]} {worst[1]:.4f})"

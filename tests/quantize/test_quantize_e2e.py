@@ -53,15 +53,19 @@ def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_export
 
 
 def test_openvino_int8_segments_like_fp32(openvino_int8, litemedsam_exports):
+    """Through the predictor, on a case with 125 boxes (a stable mean): masks close to FP32's."""
+    import numpy as np
+
     from msam_export.data import load_case
     from msam_export.metrics import agreement_dice
 
-    case = load_case(REPO / "msam_export" / "samples" / "imgs" / "2DBox_US_HC18-000.npz")
+    case = load_case(REPO / "msam_export" / "samples" / "imgs" / "2DBox_Microscope_DSB2018-stardist.npz")
     fp32 = open_model(litemedsam_exports["openvino"])
     int8 = open_model(openvino_int8[0])
     a = Predictor(fp32.backend, fp32.spec).segment(case)
     b = Predictor(int8.backend, int8.spec).segment(case)
-    assert agreement_dice(a.box_masks[0], b.box_masks[0]) > 0.95
+    agreement = np.mean([agreement_dice(x, y) for x, y in zip(a.box_masks, b.box_masks, strict=True)])
+    assert 0.9 < agreement < 1.0  # close, and really quantized
 
 
 def test_unmet_drift_writes_nothing(litemedsam_exports, calib, tmp_path):
