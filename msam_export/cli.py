@@ -183,13 +183,10 @@ def onnx_cmd(
     if int8:
         from .quantize import quantize_onnx
 
-        if calib is None:
-            raise MsamError("--int8 needs --calib FILE (make one with `msam-export calibrate`)")
         out_dir = out_dir or _default_out(path, "onnx-int8")
+        calib = _needs_calib(calib)
         meta = quantize_onnx(path, out_dir, calib, max_drift, calibration_method, variant, trust_pickle, force, steps)
-        _report_export(meta, out_dir, quiet, as_json)
-        if not (quiet or as_json):
-            console.print(_drift_line(meta["quantization"]))
+        _report_int8(meta, out_dir, quiet, as_json)
         return
     from .export.pipeline import export_onnx
 
@@ -251,20 +248,29 @@ def openvino_cmd(
     if int8:
         from .quantize import Budget, quantize_openvino
 
-        if calib is None:
-            raise MsamError("--int8 needs --calib FILE (make one with `msam-export calibrate`)")
         out_dir = out_dir or _default_out(path, "openvino-int8")
         budget = Budget(max_float_modules=max_float_modules, max_seconds=budget_seconds)
+        calib = _needs_calib(calib)
         meta = quantize_openvino(path, out_dir, calib, max_drift, variant, trust_pickle, force, steps, budget)
-        _report_export(meta, out_dir, quiet, as_json)
-        if not (quiet or as_json):
-            console.print(_drift_line(meta["quantization"]))
+        _report_int8(meta, out_dir, quiet, as_json)
         return
     from .export.pipeline import export_openvino
 
     out_dir = out_dir or _default_out(path, "openvino")
     meta = export_openvino(path, out_dir, precision, variant, trust_pickle, opset, not no_simplify, force, steps)
     _report_export(meta, out_dir, quiet, as_json)
+
+
+def _needs_calib(calib: Path | None) -> Path:
+    if calib is None:
+        raise MsamError("--int8 needs --calib FILE (make one with `msam-export calibrate`)")
+    return calib
+
+
+def _report_int8(meta: dict, out_dir: Path, quiet: bool, as_json: bool) -> None:
+    _report_export(meta, out_dir, quiet, as_json)
+    if not (quiet or as_json):
+        console.print(_drift_line(meta["quantization"]))
 
 
 def _drift_line(quantization: dict) -> str:

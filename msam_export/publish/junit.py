@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..errors import MsamError
+from ..files import atomic_file
 from .gate import Check
 
 SUITE = "msam-export gate"
@@ -45,12 +43,5 @@ def junit_tree(checks: list[Check], error: str | None = None) -> ET.ElementTree:
 
 def write_junit(path: Path, checks: list[Check], error: str | None = None) -> None:
     """Writes the JUnit XML atomically."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise MsamError(f"cannot write {path} ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as f:
+    with atomic_file(Path(path), "wb") as f:
         junit_tree(checks, error).write(f, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import MsamError
+from ..files import atomic_file
 
 SCHEMA = "msam-export/bundle@1"
 VERIFY_SCHEMA = "msam-export/verify@1"  # verify.report.SCHEMA, not imported: that pulls in torch
@@ -66,11 +65,9 @@ def artifact_name(meta: dict[str, Any]) -> str:
 
 def write_json(path: Path, value: Any) -> None:
     """Writes ``value`` as indented JSON (NaN as null) atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_file(path) as f:
         json.dump(normalized(value), f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, what: str) -> Any:

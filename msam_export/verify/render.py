@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from ..errors import MsamError
+from ..files import atomic_file
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -61,12 +59,6 @@ def _json_safe(value: Any) -> Any:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Writes the report as JSON (NaN as null) atomically."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise MsamError(f"cannot write {path} ({exc.strerror})") from None
-    with os.fdopen(fd, "w") as f:
+    with atomic_file(Path(path)) as f:
         json.dump(_json_safe(report), f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
