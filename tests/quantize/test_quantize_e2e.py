@@ -32,7 +32,7 @@ def calib(tmp_path_factory):
 @pytest.fixture(scope="module")
 def openvino_int8(litemedsam_exports, calib, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "openvino-int8"
-    meta = quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.05)
+    meta = quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.1)
     return out, meta
 
 
@@ -40,7 +40,7 @@ def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_export
     out, meta = openvino_int8
     q = meta["quantization"]
     assert meta["kind"] == "openvino" and meta["options"]["precision"] == "int8"
-    assert q["drift"]["agreement_dsc"] >= 0.95
+    assert q["drift"]["agreement_dsc"] >= 0.9
     assert q["drift"]["slices"] == 4
     # the architecture-aware float scope was applied and is explained
     assert sum(q["float_scope"].values()) > 0 and all(q["float_scope"])
