@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MsamError
+from .errors import MsamError, ParityError
 from .files import check_output_dir, staged_output
 from .progress import Steps
 
@@ -110,8 +110,14 @@ def run_demo(
         cache: dict = {}
         pairs = []
         (stage / "verify").mkdir()
+        not_built: dict[str, str] = {}
         for fmt in FORMATS:
-            artifact = _build(fmt, work, checkpoint, stage / "calib.npz", options, steps)
+            try:
+                artifact = _build(fmt, work, checkpoint, stage / "calib.npz", options, steps)
+            except ParityError as exc:  # e.g. INT8 beyond --max-drift: report it, go on
+                steps.note(f"[yellow]{fmt} not built: {exc}[/]")
+                not_built[fmt] = str(exc)
+                continue
             artifact_limits = limits.for_artifact(fmt)
             thresholds = Thresholds(
                 artifact_limits.min_agreement, artifact_limits.max_dsc_drop, artifact_limits.max_nsd_drop
@@ -134,8 +140,15 @@ def run_demo(
         for row in rows[1:]:
             verdict = verdicts[row["artifact"]]
             row["published"] = "yes" if verdict["passed"] else "withheld: " + "; ".join(verdict["failures"])
+        rows += [_not_built_row(fmt, reason) for fmt, reason in not_built.items()]
         (stage / "summary.md").write_text(summary_markdown(rows, passed(checks)))
     return {"rows": rows, "gate": checks, "passed": passed(checks)}
+
+
+def _not_built_row(fmt: str, reason: str) -> dict[str, Any]:
+    nan = float("nan")
+    metrics = dict.fromkeys(("size_mb", "agreement", "dsc", "nsd", "case_ms", "speedup"), nan)
+    return {"artifact": fmt, **metrics, "published": f"not built: {reason}"}
 
 
 def _size_mb(folder: Path, suffixes: tuple[str, ...] = (".onnx", ".bin", ".xml")) -> float:

@@ -48,3 +48,11 @@ def test_summary_rows_and_table(tmp_path):
     text = summary_markdown(rows, gate_passed=False)
     assert "| openvino-int8 | 2.0 | 0.9800 | 0.7900 | 0.5900 | 500 | 3.00x | yes |" in text
     assert text.rstrip().endswith("gate: FAILED")
+
+
+def test_a_format_that_was_not_built_gets_a_row():
+    from msam_export.demo import _not_built_row
+
+    row = _not_built_row("openvino-int8", "INT8 agreement 0.94 < 0.95")
+    text = summary_markdown([row], gate_passed=True)
+    assert "| openvino-int8 | nan |" in text and "not built: INT8 agreement 0.94 < 0.95" in text
