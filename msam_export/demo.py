@@ -94,8 +94,9 @@ def run_demo(
     from .checkpoints import default_checkpoint_path
     from .publish import GateLimits, passed, publish_bundle, run_gate
     from .publish.junit import write_junit
+    from .publish.oneshot import verify_thresholds
     from .runtime import open_model
-    from .verify import Thresholds, run_verify
+    from .verify import run_verify
     from .verify.render import write_report
 
     steps = steps or Steps(quiet=True)
@@ -118,10 +119,7 @@ def run_demo(
                 steps.note(f"[yellow]{fmt} not built: {exc}[/]")
                 not_built[fmt] = str(exc)
                 continue
-            artifact_limits = limits.for_artifact(fmt)
-            thresholds = Thresholds(
-                artifact_limits.min_agreement, artifact_limits.max_dsc_drop, artifact_limits.max_nsd_drop
-            )
+            thresholds = verify_thresholds(limits.for_artifact(fmt))
             candidate = open_model(artifact, options.threads, need="verify")
             with steps.step("verify", f"{fmt} on {len(cases)} cases"):
                 report = run_verify(candidate, reference, cases, SAMPLES / "gts", 1, thresholds, on_case, cache)

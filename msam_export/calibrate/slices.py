@@ -10,8 +10,6 @@ validated without rerunning the reference encoder.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 from ..contract import preprocess, transform_boxes
 from ..data import Case, load_case
 from ..errors import MsamError
+from ..files import atomic_file
 from ..zoo import MedSam, ModelSpec, get_spec
 
 SCHEMA = "msam-export/calib@1"
@@ -151,18 +150,8 @@ def build_calibration(
 
 def save_calibration(path: Path, calib: CalibrationSet) -> None:
     """Writes the npz atomically (temp file in the same directory, then rename)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    except OSError as exc:
-        raise MsamError(f"cannot write {path} ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, schema=np.array(SCHEMA), **{k: np.asarray(v) for k, v in calib.__dict__.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        np.savez_compressed(f, schema=np.array(SCHEMA), **{k: np.asarray(v) for k, v in calib.__dict__.items()})
 
 
 def load_calibration(path: Path, spec: ModelSpec | None = None) -> CalibrationSet:

@@ -15,10 +15,17 @@ from typing import Any
 from ..errors import MsamError
 from ..progress import Steps
 from ..verify.report import Thresholds
+from .gate import GateLimits
 
-DEFAULT_THRESHOLDS = Thresholds(min_agreement=0.99, max_dsc_drop=0.005, max_nsd_drop=0.005)
+
+def verify_thresholds(limits: GateLimits) -> Thresholds:
+    """The verify thresholds that match the gate's limits."""
+    return Thresholds(limits.min_agreement, limits.max_dsc_drop, limits.max_nsd_drop)
+
+
+DEFAULT_THRESHOLDS = verify_thresholds(GateLimits())
 # INT8 drifts by design: held to the gate's INT8 limits (GateLimits.*_int8) unless given its own.
-INT8_THRESHOLDS = Thresholds(min_agreement=0.95, max_dsc_drop=0.01, max_nsd_drop=0.01)
+INT8_THRESHOLDS = verify_thresholds(GateLimits().for_artifact("int8"))
 
 
 def thresholds_for(name: str, thresholds: Thresholds | dict[str, Thresholds]) -> Thresholds:

@@ -10,14 +10,12 @@ in our recipe, see ``openvino.py``) that restores the original operation exactly
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 QUANTIZABLE = ("Convolution", "GroupConvolution", "MatMul")
-_BLOCK = re.compile(r"^/(?P<path>[^/]+(?:/[^/]+)*?)/(?:[^/]+)$")
 
 
 def fake_quantizers(model: Any) -> list[Any]:

@@ -10,7 +10,6 @@ validation slices is within ``max_drift``.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,11 +21,11 @@ from ..calibrate import CalibrationSet, load_calibration
 from ..errors import MsamError, ParityError
 from ..export.metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
 from ..export.pipeline import export_onnx
-from ..files import check_output_dir, sha256_of, staged_output
+from ..files import check_output_dir, staged_output
 from ..progress import Steps
 from ..runtime.backends import DECODER_INPUTS, ENCODER_INPUT, default_threads
 from ..zoo import ModelSpec, get_spec
-from .validation import DriftMeter
+from .validation import DriftMeter, calibration_record
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -39,11 +38,9 @@ def excluded_nodes(model_path: Path, spec: ModelSpec) -> dict[str, list[str]]:
     for node in onnx.load(str(model_path), load_external_data=False).graph.node:
         if not node.name.startswith("/"):
             continue
-        path = "/".join(node.name.strip("/").split("/")[:-1])
-        for pattern, reason in spec.int8_float_modules:
-            if re.search(pattern, path):
-                out.setdefault(reason, []).append(node.name)
-                break
+        reason = spec.int8_float_reason("/".join(node.name.strip("/").split("/")[:-1]))
+        if reason is not None:
+            out.setdefault(reason, []).append(node.name)
     return out
 
 
@@ -168,12 +165,7 @@ def quantize_onnx(
                     "engine": "onnxruntime",
                     "recipe": "quant_pre_process + quantize_static: QDQ, per-channel S8 weights, U8 activations",
                     "calibration_method": method,
-                    "calibration": {
-                        "file": str(calib_path),
-                        "sha256": sha256_of(calib_path),
-                        "train_slices": int((~calib.validation).sum()),
-                        "validation_slices": int(calib.validation.sum()),
-                    },
+                    "calibration": calibration_record(calib_path, calib),
                     "float_scope": {reason: len(names) for reason, names in scope.items()},
                     "float_scope_operations": scope,
                     "decoder": "fp32",

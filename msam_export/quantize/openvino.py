@@ -16,7 +16,6 @@ Recipe (why each choice, measured on LiteMedSAM's real weights, see README):
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from ..runtime.backends import DECODER_INPUTS, ENCODER_INPUT, default_threads
 from ..zoo import ModelSpec, get_spec
 from .graph import QUANTIZABLE, module_path, store_constants_as_fp16
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
-from .validation import DriftMeter
+from .validation import DriftMeter, calibration_record
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
@@ -44,11 +43,9 @@ def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
     for op in model.get_ops():
         if op.get_type_name() not in QUANTIZABLE:
             continue
-        path = module_path(op, depth=10)
-        for pattern, reason in spec.int8_float_modules:
-            if re.search(pattern, path):
-                out.setdefault(reason, []).append(op.get_friendly_name())
-                break
+        reason = spec.int8_float_reason(module_path(op, depth=10))
+        if reason is not None:
+            out.setdefault(reason, []).append(op.get_friendly_name())
     return out
 
 
@@ -239,7 +236,6 @@ def _metadata(
     max_drift: float,
     budget: Budget,
 ) -> dict[str, Any]:
-    from ..files import sha256_of
 
     return {
         "schema": SCHEMA,
@@ -253,12 +249,7 @@ def _metadata(
             "recipe": "TRANSFORMER model type, PERFORMANCE preset, overflow fix on all layers, no SmoothQuant, "
             "no bias correction; "
             "float constants stored as fp16",
-            "calibration": {
-                "file": str(calib_path),
-                "sha256": sha256_of(calib_path),
-                "train_slices": int((~calib.validation).sum()),
-                "validation_slices": int(calib.validation.sum()),
-            },
+            "calibration": calibration_record(calib_path, calib),
             "max_drift": max_drift,
             "metric": "mean mask agreement DSC vs FP32 on the validation slices",
             "budget": budget.__dict__,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..calibrate import CalibrationSet
+from ..files import sha256_of
 from ..metrics import agreement_dice
 
 Encoder = Callable[[np.ndarray], np.ndarray]
@@ -85,6 +87,16 @@ class DriftMeter:
             embedding_error=float(np.mean(errors)),
             per_modality={k: float(np.mean(v)) for k, v in sorted(by_modality.items())},
         )
+
+
+def calibration_record(path: Path, calib: CalibrationSet) -> dict:
+    """What export.json says of the calibration file a quantization used."""
+    return {
+        "file": str(path),
+        "sha256": sha256_of(path),
+        "train_slices": int((~calib.validation).sum()),
+        "validation_slices": int(calib.validation.sum()),
+    }
 
 
 def _relative_error(candidate: np.ndarray, reference: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,13 @@ class ModelSpec:
     decoder_norm_eps: float
     keys: KeyLayout = KEY_LAYOUT
     int8_float_modules: tuple[tuple[str, str], ...] = ()
+
+    def int8_float_reason(self, module_path: str) -> str | None:
+        """Why INT8 keeps the module at ``module_path`` ("layers.0/blocks.1/conv1/c") in float, or None."""
+        for pattern, reason in self.int8_float_modules:
+            if re.search(pattern, module_path):
+                return reason
+        return None
 
     def build_prompt_encoder(self) -> PromptEncoder:
         s = self.input_size
