@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,57 +28,59 @@ from msam_export.verify.system import cpu_info, int8_pays_off
 CASES = ("2DBox_US_HC18-000.npz", "2DBox_Fundus_CHASEDB1-Image01L.npz", "2DBox_Microscope_DSB2018-stardist.npz")
 
 
-def best_ms(fn, repeats: int) -> float:
-    """Best of ``repeats`` timed runs after a warm-up: on a shared 2-core VM the median
-    moves by 10-20% between identical runs, the minimum much less (timeit's advice)."""
-    fn()  # warm-up (first-call allocations, OpenVINO compilation of a box bucket)
-    times = []
+def interleaved_best_ms(
+    calls: dict[str, Callable[[], object]], repeats: int, warm_each: bool = False
+) -> dict[str, float]:
+    """Best of ``repeats`` timed runs per call (on a shared 2-core VM the median moves by
+    10-20% between identical runs, the minimum much less), the calls interleaved run by
+    run so that a slow phase of the machine hits all of them alike. ``warm_each``: an
+    untimed run right before each timed one, for short calls (a decoder) whose first run
+    after another runtime's pays for cold caches and sleeping threads; in a real case the
+    decoder runs right after its own encoder."""
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times)
-
-
-def encoder_ms(opened_models: dict, repeats: int) -> dict[str, float]:
-    """Encoder time per backend, the backends interleaved run by run so that a slow
-    phase of the shared machine hits all of them alike; best of ``repeats``."""
-    tensors = {}
-    for name, opened in opened_models.items():
-        case = load_case(sample_path(CASES[0]))
-        tensors[name], _ = preprocess(case.image, opened.spec.input_size, opened.spec.resize)
-        opened.backend.encode(tensors[name])  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in opened_models}
-    for _ in range(repeats):
-        for name, opened in opened_models.items():
+        for name, call in calls.items():
+            if warm_each:
+                call()
             start = time.perf_counter()
-            opened.backend.encode(tensors[name])
+            call()
             times[name].append((time.perf_counter() - start) * 1e3)
     return {name: min(t) for name, t in times.items()}
 
 
-def measure(opened, repeats: int) -> dict[str, float]:
-    spec, backend = opened.spec, opened.backend
+def measure(opened_models: dict, repeats: int) -> dict[str, dict[str, float]]:
+    """Encoder ms, decoder ms for 1 box and per box at 8 boxes per call, and the share
+    of a 2D case's wall time spent outside the two graphs, per backend."""
     cases = [load_case(sample_path(name)) for name in CASES]
-    tensor, _ = preprocess(cases[0].image, spec.input_size, spec.resize)
-    embedding = backend.encode(tensor)
     one = np.array([[40, 50, 200, 220]], np.float32)
     eight = np.repeat(one, 8, axis=0) + np.arange(8, dtype=np.float32)[:, None]
-    decoder_1 = best_ms(lambda: backend.decode(embedding, one), repeats)
-    decoder_8 = best_ms(lambda: backend.decode(embedding, eight), repeats) / 8
-    predictor = Predictor(backend, spec)
-    other_share = []
-    for case in cases[:2]:  # one-box 2D cases: the overhead around the graphs
-        predictor.segment(case)
-        result = predictor.segment(case)
-        t = result.timings
-        other_share.append(1 - (t.encoder_ms + t.decoder_ms) / result.wall_ms)
-    return {
-        "decoder_1_ms": decoder_1,
-        "decoder_8_per_box_ms": decoder_8,
-        "batch_ratio": decoder_8 / decoder_1,
-        "other_share": max(other_share),
-    }
+    tensors = {n: preprocess(cases[0].image, o.spec.input_size, o.spec.resize)[0] for n, o in opened_models.items()}
+    embeddings = {n: o.backend.encode(tensors[n]) for n, o in opened_models.items()}
+    encoder = interleaved_best_ms({n: partial(o.backend.encode, tensors[n]) for n, o in opened_models.items()}, repeats)
+    decoder_1 = interleaved_best_ms(
+        {n: partial(o.backend.decode, embeddings[n], one) for n, o in opened_models.items()}, repeats, warm_each=True
+    )
+    decoder_8 = interleaved_best_ms(
+        {n: partial(o.backend.decode, embeddings[n], eight) for n, o in opened_models.items()}, repeats, warm_each=True
+    )
+    results = {}
+    for name, opened in opened_models.items():
+        predictor = Predictor(opened.backend, opened.spec)
+        other_share = []
+        for case in cases[:2]:  # one-box 2D cases: the overhead around the graphs
+            predictor.segment(case)
+            t = (result := predictor.segment(case)).timings
+            other_share.append(1 - (t.encoder_ms + t.decoder_ms) / result.wall_ms)
+        results[name] = {
+            "encoder_ms": encoder[name],
+            "decoder_1_ms": decoder_1[name],
+            "decoder_8_per_box_ms": decoder_8[name] / 8,
+            "batch_ratio": decoder_8[name] / 8 / decoder_1[name],
+            "other_share": max(other_share),
+        }
+    return results
 
 
 def main() -> None:
@@ -103,16 +107,13 @@ def main() -> None:
     opened_models = {
         name: open_model(path, threads=args.threads, precision=precision) for name, path, precision in runs
     }
-    encoders = encoder_ms(opened_models, args.repeats)
-    results = {}
-    for name, opened in opened_models.items():
-        results[name] = measure(opened, args.repeats) | {"encoder_ms": encoders[name]}
-        print(f"{name}: {results[name]}", flush=True)
+    results = measure(opened_models, args.repeats)
+    opened = next(iter(opened_models.values()))
     eager = results["PyTorch eager FP32"]["encoder_ms"]
     flags = ", ".join(k for k, v in isa.items() if v) or "none"
     lines = [
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable cores; ISA: {flags}); threads: {args.threads or 'all'}; "
-        f"model: {opened.spec.title}; best of {args.repeats} runs (encoders interleaved run by run).",
+        f"model: {opened.spec.title}; best of {args.repeats} runs (backends interleaved run by run).",
         "",
         "| backend | encoder ms | x eager | decoder ms (1 box) | decoder ms/box (8 per call) | 8-box/1-box | "
         "outside graphs (2D case) |",

@@ -165,17 +165,16 @@ class Attention(nn.Module):
         v = self._split(self.v_proj(tokens_v))
         if image_q.shape[0] == 1:
             q = self._split(self.q_proj(image_q))  # (1, h, HW, d)
-            scores = q @ k.transpose(2, 3)  # (N, h, HW, T)
+            scores = (q @ k.transpose(2, 3)).transpose(1, 2)  # (N, HW, h, T)
         else:
             wq, bq = self._heads(self.q_proj)
             k_in = (k @ wq).reshape(n, h * t, -1)  # (N, h*T, C)
-            scores = (image_q @ k_in.transpose(1, 2)).reshape(n, -1, h, t).transpose(1, 2)
-            scores = scores + (k @ bq).transpose(2, 3)  # (N, h, HW, T)
+            scores = (image_q @ k_in.transpose(1, 2)).reshape(n, -1, h, t)  # (N, HW, h, T)
+            scores = scores + (k @ bq).reshape(n, 1, h, t)
         attn = torch.softmax(scores / math.sqrt(k.shape[-1]), dim=-1)
         wo = self.out_proj.weight.reshape(-1, h, k.shape[-1]).permute(1, 2, 0)  # (h, d, C)
         v_out = (v @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
-        hw = attn.shape[2]
-        return attn.permute(0, 2, 1, 3).reshape(n, hw, h * t) @ v_out + self.out_proj.bias
+        return attn.reshape(n, -1, h * t) @ v_out + self.out_proj.bias
 
 
 class MLPBlock(nn.Module):
@@ -336,13 +335,37 @@ class MaskDecoder(nn.Module):
         # it prompt-dependent: the first block's key/value/query projections of the
         # image run once per call, not once per box (broadcasting does the rest).
         src = image_embeddings + dense_prompt_embeddings
-        _, c, h, w = src.shape
+        h, w = src.shape[-2:]
         hs, keys = self.transformer(src, image_pe, tokens)
-        mask_token = hs[:, 1, :]
-        upscaled = self.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
-        hyper_in = self.output_hypernetworks_mlps[0](mask_token)  # (N, 32)
-        # a weighted channel sum rather than a matmul over flattened pixels: same
-        # numbers, and CPU runtimes need not reorder the (N,32,256,256) map for it
-        masks = (upscaled * hyper_in[:, :, None, None]).sum(dim=1, keepdim=True)
+        hyper_in = self.output_hypernetworks_mlps[0](hs[:, 1, :])  # (N, 32)
+        masks = self.upscale_masks(keys, hyper_in, h, w)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])[:, :1]
         return masks, iou_pred
+
+    def upscale_masks(self, keys: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """keys (N, h*w, C) channels-last, hyper_in (N, C/8) -> mask logits (N, 1, 4h, 4w).
+
+        ``output_upscaling`` computed pixel-wise: a kernel-2 stride-2 transposed
+        convolution is one matrix product per pixel (each input pixel gives its 2x2
+        output pixels), so the whole chain runs on channels-last (pixels, channels)
+        matrices and only the final one-channel mask is rearranged into an image.
+        CPU runtimes otherwise spend a third of the decoder transposing and
+        reordering the (N, 32, 256, 256) map. Same sums as the NCHW modules.
+        """
+        n = keys.shape[0]
+        up1, norm, gelu1, up2, gelu2 = self.output_upscaling
+        x = _subpixel_product(keys, up1)  # (N, h*w, 4, C/4)
+        x = gelu1(nn.functional.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
+        x = gelu2(_subpixel_product(x.reshape(n, -1, up2.in_channels), up2))  # (N, h*w*4, 4, C/8)
+        masks = x.reshape(n, -1, up2.out_channels) @ hyper_in[:, :, None]  # (N, h*w*16, 1)
+        # (y, x, i1, j1, i2, j2) -> output row 4y + 2*i1 + i2, column 4x + 2*j1 + j2
+        masks = masks.reshape(n, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(n, 1, 4 * h, 4 * w)
+
+
+def _subpixel_product(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A 2x2 stride-2 transposed convolution on channels-last pixels:
+    x (N, P, C_in) -> (N, P, 4, C_out), the four sub-pixels in (row, column) order."""
+    c_in, c_out, kh, kw = conv.weight.shape
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)
+    return (x @ weight).reshape(*x.shape[:2], kh * kw, c_out) + conv.bias

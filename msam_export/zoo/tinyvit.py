@@ -228,14 +228,24 @@ class Attention(nn.Module):
             persistent=False,
         )
 
+    def _split_qkv(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The packed (head-major) qkv weights and biases as q, k and v parts."""
+        dim = self.qkv.weight.shape[1]
+        weights = self.qkv.weight.view(self.num_heads, 3, self.key_dim, dim).unbind(1)
+        biases = self.qkv.bias.view(self.num_heads, 3, self.key_dim).unbind(1)
+        return [w.reshape(-1, dim) for w in weights], [b.reshape(-1) for b in biases]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, N, dim)."""
         b, n, _ = x.shape
         x = self.norm(x)
-        qkv = self.qkv(x).view(b, n, self.num_heads, 3 * self.key_dim)
-        # (B, num_heads, N, key_dim) each
-        q, k, v = qkv.permute(0, 2, 1, 3).split(self.key_dim, dim=3)
-
+        # three projections cut from the packed qkv weights rather than one projection
+        # split afterwards: runtimes fuse the plain q/k/v attention pattern, and the
+        # split of a (B, N, heads, 3*key_dim) activation is a slow copy on CPUs
+        q, k, v = (
+            F.linear(x, weight, bias).view(b, n, self.num_heads, self.key_dim).transpose(1, 2)
+            for weight, bias in zip(*self._split_qkv(), strict=True)
+        )
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (num_heads, N, N)
         attn = (q @ k.transpose(-2, -1)) * self.scale + bias
         attn = attn.softmax(dim=-1)

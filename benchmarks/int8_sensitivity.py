@@ -1,0 +1,118 @@
+"""Where INT8 error comes from: weight-only INT8 per module, and NNCF recipe variants.
+
+For an FP32 OpenVINO export and a calibration file (`msam-export calibrate`), prints the
+mean mask agreement DSC with FP32 and the image-embedding error on the file's validation
+slices for:
+- ``weights``: INT8 weights (``nncf.compress_weights`` INT8_ASYM, activations float) in
+  the whole encoder, then in one module at a time (the rest float);
+- ``recipes``: the package's recipe (float scope, PERFORMANCE preset, overflow fix) and
+  variants of it (activation range estimators, MIXED preset).
+
+    python benchmarks/int8_sensitivity.py FP32_DIR calib.npz [--what weights,recipes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import nncf
+from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+from msam_export.calibrate import load_calibration
+from msam_export.quantize.graph import module_path
+from msam_export.quantize.openvino import _compiler, float_scope
+from msam_export.quantize.validation import DriftMeter
+from msam_export.zoo import get_spec
+
+WEIGHT_OPS = ("MatMul", "Convolution", "GroupConvolution")
+BLOCK = re.compile(r"(patch_embed|neck|layers\.\d+/(blocks\.\d+|downsample)|backbone/stages\.\d+/op_list\.\d+)")
+
+
+def blocks(model: Any) -> dict[str, list[str]]:
+    """Weighted operations per block (a TinyViT/EfficientViT block, a stem, a neck)."""
+    out: dict[str, list[str]] = {}
+    for op in model.get_ops():
+        if op.get_type_name() in WEIGHT_OPS:
+            path = module_path(op, depth=10).strip("/")
+            match = BLOCK.match(path)
+            out.setdefault(match.group(1) if match else path, []).append(op.get_friendly_name())
+    return out
+
+
+def recipe(model: Any, calib: Any, spec: Any, **changes: Any) -> Any:
+    """The package's NNCF recipe (quantize/openvino.py) with ``changes`` applied."""
+    ignored = [name for names in float_scope(model, spec).values() for name in names]
+    advanced = {
+        "disable_bias_correction": True,
+        "overflow_fix": nncf.OverflowFix.ENABLE,
+        "smooth_quant_alphas": nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
+    }
+    preset = changes.pop("preset", nncf.QuantizationPreset.PERFORMANCE)
+    advanced.update(changes)
+    images = calib.train_images
+    return nncf.quantize(
+        model,
+        nncf.Dataset([images[i : i + 1] for i in range(len(images))]),
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=preset,
+        subset_size=len(images),
+        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(**advanced),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("fp32", type=Path, help="FP32 OpenVINO export dir (encoder.xml, decoder.xml)")
+    parser.add_argument("calib", type=Path)
+    parser.add_argument("--what", default="weights,recipes")
+    args = parser.parse_args()
+    nncf.set_log_level(logging.WARNING)
+    calib = load_calibration(args.calib)
+    spec = get_spec(calib.model)
+    core, compile_encoder, compile_decoder = _compiler(None)
+    meter = DriftMeter(calib, compile_decoder(core.read_model(args.fp32 / "decoder.xml")))
+
+    def fresh() -> Any:
+        return core.read_model(args.fp32 / "encoder.xml")
+
+    def report(label: str, model: Any) -> None:
+        drift = meter.measure(compile_encoder(model))
+        worst = min(drift.per_modality.items(), key=lambda kv: kv[1])
+        print(
+            f"| {label} | {drift.agreement:.4f} | {drift.embedding_error:.4f} | {worst[0]} {worst[1]:.4f} |",
+            flush=True,
+        )
+
+    print(f"{len(meter)} validation slices of {args.calib.name}\n")
+    print("| encoder | agreement | embedding error | worst modality |\n|---|---|---|---|")
+    if "weights" in args.what:
+        int8_weights = nncf.CompressWeightsMode.INT8_ASYM
+        report("INT8 weights everywhere", nncf.compress_weights(fresh(), mode=int8_weights))
+        parts = blocks(fresh())
+        for block in parts:
+            others = [n for b, ns in parts.items() if b != block for n in ns]
+            scope = nncf.IgnoredScope(names=others, validate=False)
+            compressed = nncf.compress_weights(fresh(), mode=int8_weights, ignored_scope=scope)
+            report(f"INT8 weights in {block} only", compressed)
+    if "recipes" in args.what:
+        variants = {
+            "recipe (min-max ranges)": {},
+            "recipe, MEAN_NO_OUTLIERS_MINMAX ranges": {
+                "activations_range_estimator_params": RangeEstimatorParametersSet.MEAN_NO_OUTLIERS_MINMAX
+            },
+            "recipe, MEAN_QUANTILE ranges": {
+                "activations_range_estimator_params": RangeEstimatorParametersSet.MEAN_QUANTILE
+            },
+            "recipe, MIXED preset": {"preset": nncf.QuantizationPreset.MIXED},
+        }
+        for label, changes in variants.items():
+            report(label, recipe(fresh(), calib, spec, **changes))
+
+
+if __name__ == "__main__":
+    main()
