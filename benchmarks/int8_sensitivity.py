@@ -24,7 +24,7 @@ from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
 from msam_export.calibrate import load_calibration
 from msam_export.quantize.graph import module_path
-from msam_export.quantize.openvino import _compiler, float_scope
+from msam_export.quantize.openvino import compilers, float_scope, quantize_encoder
 from msam_export.quantize.validation import DriftMeter
 from msam_export.zoo import get_spec
 
@@ -43,28 +43,6 @@ def blocks(model: Any) -> dict[str, list[str]]:
     return out
 
 
-def recipe(model: Any, calib: Any, spec: Any, **changes: Any) -> Any:
-    """The package's NNCF recipe (quantize/openvino.py) with ``changes`` applied."""
-    ignored = [name for names in float_scope(model, spec).values() for name in names]
-    advanced = {
-        "disable_bias_correction": True,
-        "overflow_fix": nncf.OverflowFix.ENABLE,
-        "smooth_quant_alphas": nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
-    }
-    preset = changes.pop("preset", nncf.QuantizationPreset.PERFORMANCE)
-    advanced.update(changes)
-    images = calib.train_images
-    return nncf.quantize(
-        model,
-        nncf.Dataset([images[i : i + 1] for i in range(len(images))]),
-        model_type=nncf.ModelType.TRANSFORMER,
-        preset=preset,
-        subset_size=len(images),
-        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        advanced_parameters=nncf.AdvancedQuantizationParameters(**advanced),
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("fp32", type=Path, help="FP32 OpenVINO export dir (encoder.xml, decoder.xml)")
@@ -74,7 +52,7 @@ def main() -> None:
     nncf.set_log_level(logging.WARNING)
     calib = load_calibration(args.calib)
     spec = get_spec(calib.model)
-    core, compile_encoder, compile_decoder = _compiler(None)
+    core, compile_encoder, compile_decoder = compilers(None)
     meter = DriftMeter(calib, compile_decoder(core.read_model(args.fp32 / "decoder.xml")))
 
     def fresh() -> Any:
@@ -110,8 +88,9 @@ def main() -> None:
             },
             "recipe, MIXED preset": {"preset": nncf.QuantizationPreset.MIXED},
         }
+        ignored = [name for names in float_scope(fresh(), spec).values() for name in names]
         for label, changes in variants.items():
-            report(label, recipe(fresh(), calib, spec, **changes))
+            report(label, quantize_encoder(fresh(), calib, ignored, **changes))
 
 
 if __name__ == "__main__":

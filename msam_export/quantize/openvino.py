@@ -49,7 +49,9 @@ def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
     return out
 
 
-def _compiler(threads: int | None):
+def compilers(threads: int | None):
+    """(core, compile_encoder, compile_decoder): OpenVINO CPU compilers, f32 and ``threads``,
+    returning callables image -> embeddings and (embeddings, boxes) -> low-res logits."""
     import openvino as ov
 
     core = ov.Core()
@@ -73,28 +75,33 @@ def _compiler(threads: int | None):
     return core, compile_encoder, compile_decoder
 
 
-def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str]) -> Any:
-    """One NNCF call: INT8 encoder from the calibration file's training slices."""
+def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str], **changes: Any) -> Any:
+    """One NNCF call: INT8 encoder from the calibration file's training slices.
+
+    ``changes``: a ``preset`` or ``nncf.AdvancedQuantizationParameters`` fields that replace
+    the recipe's (for experiments such as ``benchmarks/int8_sensitivity.py``)."""
     import nncf
 
     nncf.set_log_level(logging.WARNING)  # its INFO lines list every ignored node
 
     images = calib.train_images
     dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
+    preset = changes.pop("preset", nncf.QuantizationPreset.PERFORMANCE)
+    advanced = {
+        # 7-bit weights everywhere: CPUs without VNNI (AVX2) saturate u8 x s8 products in
+        # 16 bits; measured here: agreement 0.9747 -> 0.9786 on the validation slices
+        "overflow_fix": nncf.OverflowFix.ENABLE,
+        "disable_bias_correction": True,
+        "smooth_quant_alphas": nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
+    } | changes
     return nncf.quantize(
         model,
         dataset,
         model_type=nncf.ModelType.TRANSFORMER,
-        preset=nncf.QuantizationPreset.PERFORMANCE,
+        preset=preset,
         subset_size=len(images),
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        advanced_parameters=nncf.AdvancedQuantizationParameters(
-            # 7-bit weights everywhere: CPUs without VNNI (AVX2) saturate u8 x s8 products in
-            # 16 bits; measured here: agreement 0.9747 -> 0.9786 on the validation slices
-            overflow_fix=nncf.OverflowFix.ENABLE,
-            disable_bias_correction=True,
-            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
-        ),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(**advanced),
     )
 
 
@@ -150,7 +157,7 @@ def quantize_openvino(
         calib = load_calibration(calib_path, spec)
         if calib.model != spec.name:
             raise MsamError(f"{calib_path} was made for {calib.model}, not {spec.name}; rerun msam-export calibrate")
-        core, compile_encoder, compile_decoder = _compiler(threads)
+        core, compile_encoder, compile_decoder = compilers(threads)
         original = core.read_model(str(fp32_dir / "encoder.xml"))
         has_decoder = (fp32_dir / "decoder.xml").is_file()
         if not has_decoder:
