@@ -2,7 +2,9 @@
 
 Prints and writes a markdown table: encoder ms, decoder ms for 1 box and per box at
 8 boxes per call, the share of a 2D case spent outside the two graphs, and each
-backend's encoder speed-up over PyTorch eager. Timings are the best of N runs.
+backend's encoder speed-up over PyTorch eager and over OpenVINO FP32, with the inference
+precision each backend reports. On a CPU with BF16 (AVX512-BF16 or AMX) it adds OpenVINO
+BF16 rows, for the FP32 IR and for the INT8 IR's float parts. Timings are the best of N runs.
 
     python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--threads N]
 """
@@ -104,6 +106,8 @@ def main() -> None:
             runs.append(("OpenVINO BF16", args.openvino, "bf16"))
     if args.openvino_int8:
         runs.append(("OpenVINO INT8", args.openvino_int8, "f32"))
+        if isa["avx512_bf16"] or isa["amx_bf16"]:
+            runs.append(("OpenVINO INT8, BF16 elsewhere", args.openvino_int8, "bf16"))
     opened_models = {
         name: open_model(path, threads=args.threads, precision=precision) for name, path, precision in runs
     }
@@ -115,14 +119,19 @@ def main() -> None:
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable cores; ISA: {flags}); threads: {args.threads or 'all'}; "
         f"model: {opened.spec.title}; best of {args.repeats} runs (backends interleaved run by run).",
         "",
-        "| backend | encoder ms | x eager | decoder ms (1 box) | decoder ms/box (8 per call) | 8-box/1-box | "
-        "outside graphs (2D case) |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | ran | encoder ms | x eager | x OpenVINO FP32 | decoder ms (1 box) | decoder ms/box (8 per call) | "
+        "8-box/1-box | outside graphs (2D case) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    ov_fp32 = results.get("OpenVINO FP32", {}).get("encoder_ms")
     for name, r in results.items():
+        vs_ov = f"{ov_fp32 / r['encoder_ms']:.2f}" if ov_fp32 else "-"
+        backend = opened_models[name].backend
+        ran = getattr(backend, "actual_precision", lambda: "f32")()
         lines.append(
-            f"| {name} | {r['encoder_ms']:.0f} | {eager / r['encoder_ms']:.2f} | {r['decoder_1_ms']:.1f} | "
-            f"{r['decoder_8_per_box_ms']:.1f} | {r['batch_ratio']:.2f} | {r['other_share']:.1%} |"
+            f"| {name} | {ran} | {r['encoder_ms']:.0f} | {eager / r['encoder_ms']:.2f} | {vs_ov} | "
+            f"{r['decoder_1_ms']:.1f} | {r['decoder_8_per_box_ms']:.1f} | {r['batch_ratio']:.2f} | "
+            f"{r['other_share']:.1%} |"
         )
     if not int8_pays_off(isa):
         lines += ["", "This CPU has neither AVX512-VNNI nor AMX: INT8 is not expected to be faster than FP32 here."]

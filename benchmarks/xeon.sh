@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# LiteMedSAM latency on the lent device machine's Xeon (AVX512-VNNI, AMX): PyTorch eager,
+# ONNX Runtime FP32, OpenVINO FP32 / BF16 / INT8 / INT8 with BF16 elsewhere, at 2, 8 and 16
+# threads; one benchmarks/latency.py table per thread count under $OUT. Environment:
+# MODEL (zoo name, default litemedsam), THREADS ("2 8 16"), INT8_DIR (.xeon/ov-int8; empty:
+# none), REPEATS (5), PROFILE_THREADS (empty: no benchmarks/openvino_profile.py tables).
+#
+# Prepared here, in the ignored folder .xeon (carry it):
+#   ../shared/tools/xeon_bundle.sh .xeon                 # OpenVINO for the device's Python 3.12
+#   pip download onnxsim (cp312 wheel) into .xeon/whl    # the device has torch, onnx, onnxruntime
+#   msam-export calibrate ../shared/data --default -o .xeon/calib.npz --n 100
+#   msam-export openvino --default --int8 --calib .xeon/calib.npz -o .xeon/ov-int8
+# The device has no NNCF, so the INT8 IR (real weights) is made here. The FP32 graphs are
+# exported there, with the project's own code, from LiteMedSAM's architecture with seeded
+# random weights: the real checkpoint does not fit in the 64 MB a call may carry, and dense
+# FP32/BF16 kernels take the same time whatever the weight values.
+set -euo pipefail
+out=${OUT:-/tmp/xeon-out}
+work=$(mktemp -d)
+mkdir -p "$out" "$work/site"
+tar -xJf .xeon/openvino_site.tar.xz -C "$work/site"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" .xeon/whl/*.whl
+export PYTHONPATH="$work/site:$PWD" PYTHONUNBUFFERED=1
+msam() { python3 -m msam_export "$@"; }
+lscpu > "$out/lscpu.txt"
+python3 -c "
+import openvino as ov, torch; c = ov.Core()
+print('openvino', ov.__version__, 'torch', torch.__version__)
+print('CPU capabilities:', c.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))"
+model=${MODEL:-litemedsam}
+int8=${INT8_DIR-.xeon/ov-int8}
+python3 -c "
+import torch; from msam_export.zoo import get_spec
+torch.manual_seed(0); torch.save(get_spec('$model').build().state_dict(), '$work/$model-random.pt')"
+msam onnx "$work/$model-random.pt" -o "$work/onnx" -q
+msam openvino "$work/onnx" -o "$work/ov" -q
+for threads in ${THREADS-2 8 16}; do
+  python3 benchmarks/latency.py --checkpoint "$work/$model-random.pt" --onnx "$work/onnx" --openvino "$work/ov" \
+    ${int8:+--openvino-int8 "$int8"} --threads "$threads" --repeats "${REPEATS:-5}" \
+    --out "$out/latency-xeon-$model-t$threads.md"
+done
+if [ -n "${PROFILE_THREADS:-}" ]; then
+  python3 benchmarks/openvino_profile.py "$work/ov" ${int8:+"$int8"} --threads $PROFILE_THREADS \
+    --precision f32 bf16 | tee "$out/profile-xeon-$model.md"
+fi
