@@ -8,8 +8,9 @@
 # Prepared here, in the ignored folder .xeon (carry it):
 #   ../shared/tools/xeon_bundle.sh .xeon                 # OpenVINO for the device's Python 3.12
 #   pip download onnxsim (cp312 wheel) into .xeon/whl    # the device has torch, onnx, onnxruntime
-#   msam-export calibrate ../shared/data --default -o .xeon/calib.npz --n 100
-#   msam-export openvino --default --int8 --calib .xeon/calib.npz -o .xeon/ov-int8
+#   msam-export calibrate ../shared/data --default -o /tmp/calib.npz --n 100   # 86 MB: not in .xeon
+#   msam-export openvino --default --int8 --calib /tmp/calib.npz --max-drift 0.05 -o .xeon/ov-int8
+# A call carries at most 64 MiB: the tree (15 MiB) + .xeon (OpenVINO 21, onnxsim 9, INT8 IR 17).
 # The device has no NNCF, so the INT8 IR (real weights) is made here. The FP32 graphs are
 # exported there, with the project's own code, from LiteMedSAM's architecture with seeded
 # random weights: the real checkpoint does not fit in the 64 MB a call may carry, and dense
