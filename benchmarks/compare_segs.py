@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msam_export.data import load_ground_truth
+from msam_export.data import load_ground_truth, modality_of
 from msam_export.metrics import agreement_dice, case_scores
 
 
@@ -31,7 +31,7 @@ def compare_case(ref_path: Path, cand_path: Path, gts_dir: Path | None) -> dict:
     reference, candidate = np.load(ref_path)["segs"], np.load(cand_path)["segs"]
     row = {
         "case": ref_path.name,
-        "modality": ref_path.name.split("_")[1],
+        "modality": modality_of(ref_path.name),
         "agreement": label_agreements(reference, candidate),
     }
     gt_path = gts_dir / ref_path.name if gts_dir else None

@@ -39,6 +39,13 @@ _FLOAT_KINDS = "f"
 _INT_KINDS = "iu"
 
 
+def modality_of(name: str) -> str:
+    """The modality in a challenge file name: its second ``_``-separated token
+    ("2DBox_US_HC18-000.npz" -> "US"), or "" if none."""
+    parts = Path(name).stem.split("_")
+    return parts[1] if len(parts) > 1 else ""
+
+
 @dataclass(frozen=True, eq=False)
 class Case:
     """One challenge input file, validated.
@@ -61,8 +68,7 @@ class Case:
     @property
     def modality(self) -> str:
         """Second ``_``-separated token of the name ("US", "CT", ...), or "" if none."""
-        parts = Path(self.name).stem.split("_")
-        return parts[1] if len(parts) > 1 else ""
+        return modality_of(self.name)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
