@@ -97,16 +97,17 @@ def main() -> None:
     args = parser.parse_args()
     cpu = cpu_info()
     isa = cpu["isa"]
+    has_bf16 = isa["avx512_bf16"] or isa["amx_bf16"]
     runs = [("PyTorch eager FP32", args.checkpoint or default_checkpoint_path(), "f32")]
     if args.onnx:
         runs.append(("ONNX Runtime FP32", args.onnx, "f32"))
     if args.openvino:
         runs.append(("OpenVINO FP32", args.openvino, "f32"))
-        if isa["avx512_bf16"] or isa["amx_bf16"]:
+        if has_bf16:
             runs.append(("OpenVINO BF16", args.openvino, "bf16"))
     if args.openvino_int8:
         runs.append(("OpenVINO INT8", args.openvino_int8, "f32"))
-        if isa["avx512_bf16"] or isa["amx_bf16"]:
+        if has_bf16:
             runs.append(("OpenVINO INT8, BF16 elsewhere", args.openvino_int8, "bf16"))
     opened_models = {
         name: open_model(path, threads=args.threads, precision=precision) for name, path, precision in runs
@@ -127,7 +128,7 @@ def main() -> None:
     for name, r in results.items():
         vs_ov = f"{ov_fp32 / r['encoder_ms']:.2f}" if ov_fp32 else "-"
         backend = opened_models[name].backend
-        ran = getattr(backend, "actual_precision", lambda: "f32")()
+        ran = backend.actual_precision() if hasattr(backend, "actual_precision") else backend.precision
         lines.append(
             f"| {name} | {ran} | {r['encoder_ms']:.0f} | {eager / r['encoder_ms']:.2f} | {vs_ov} | "
             f"{r['decoder_1_ms']:.1f} | {r['decoder_8_per_box_ms']:.1f} | {r['batch_ratio']:.2f} | "

@@ -28,7 +28,7 @@ SAMPLE = "2DBox_US_HC18-000.npz"
 
 
 def profile(encoder_xml: Path, image: np.ndarray, threads: int, precision: str, runs: int) -> dict:
-    """(layer type, kernel) -> (mean ms per run, node count), plus the total under key "total"."""
+    """(layer type, kernel) -> [mean ms per run, nodes per run] over ``runs`` timed runs."""
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": threads,
