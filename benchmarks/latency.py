@@ -4,7 +4,8 @@ Prints and writes a markdown table: encoder ms, decoder ms for 1 box and per box
 8 boxes per call, the share of a 2D case spent outside the two graphs, and each
 backend's encoder speed-up over PyTorch eager and over OpenVINO FP32, with the inference
 precision each backend reports. On a CPU with BF16 (AVX512-BF16 or AMX) it adds OpenVINO
-BF16 rows, for the FP32 IR and for the INT8 IR's float parts. Timings are the best of N runs.
+BF16 rows, for the FP32 IR and for the INT8 IR's float parts. Times are the best of N
+rounds; ratios are the median (and 10th-90th percentile) of the round-by-round ratios.
 
     python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--threads N]
 """
@@ -30,15 +31,15 @@ from msam_export.verify.system import cpu_info, int8_pays_off
 CASES = ("2DBox_US_HC18-000.npz", "2DBox_Fundus_CHASEDB1-Image01L.npz", "2DBox_Microscope_DSB2018-stardist.npz")
 
 
-def interleaved_best_ms(
+def interleaved_ms(
     calls: dict[str, Callable[[], object]], repeats: int, warm_each: bool = False
-) -> dict[str, float]:
-    """Best of ``repeats`` timed runs per call (on a shared 2-core VM the median moves by
-    10-20% between identical runs, the minimum much less), the calls interleaved run by
-    run so that a slow phase of the machine hits all of them alike. ``warm_each``: an
-    untimed run right before each timed one, for short calls (a decoder) whose first run
-    after another runtime's pays for cold caches and sleeping threads; in a real case the
-    decoder runs right after its own encoder."""
+) -> dict[str, np.ndarray]:
+    """``repeats`` timed runs per call, in ms, the calls interleaved run by run so that a
+    slow phase of the shared VM hits all of them alike and round ``i`` of one call can be
+    compared with round ``i`` of another. ``warm_each``: an untimed run right before each
+    timed one, for short calls (a decoder) whose first run after another runtime's pays for
+    cold caches and sleeping threads; in a real case the decoder runs right after its own
+    encoder."""
     for call in calls.values():
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -49,24 +50,33 @@ def interleaved_best_ms(
             start = time.perf_counter()
             call()
             times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: min(t) for name, t in times.items()}
+    return {name: np.array(t) for name, t in times.items()}
 
 
-def measure(opened_models: dict, repeats: int) -> dict[str, dict[str, float]]:
-    """Encoder ms, decoder ms for 1 box and per box at 8 boxes per call, and the share
-    of a 2D case's wall time spent outside the two graphs, per backend."""
+def ratio_spread(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float, float]:
+    """Median, 10th and 90th percentile of the round-by-round ratio: on these VMs the
+    machine's speed drifts between rounds, and a ratio of two calls timed next to each
+    other moves much less than either time."""
+    ratios = numerator / denominator
+    return float(np.median(ratios)), float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))
+
+
+def measure(opened_models: dict, repeats: int) -> dict[str, dict]:
+    """Encoder ms, decoder ms for 1 box and per box at 8 boxes per call (best of the
+    rounds), the round-by-round encoder speed-up over eager and 8-box/1-box ratio, and the
+    share of a 2D case's wall time spent outside the two graphs, per backend."""
     cases = [load_case(sample_path(name)) for name in CASES]
     one = np.array([[40, 50, 200, 220]], np.float32)
     eight = np.repeat(one, 8, axis=0) + np.arange(8, dtype=np.float32)[:, None]
     tensors = {n: preprocess(cases[0].image, o.spec.input_size, o.spec.resize)[0] for n, o in opened_models.items()}
     embeddings = {n: o.backend.encode(tensors[n]) for n, o in opened_models.items()}
-    encoder = interleaved_best_ms({n: partial(o.backend.encode, tensors[n]) for n, o in opened_models.items()}, repeats)
-    decoder_1 = interleaved_best_ms(
-        {n: partial(o.backend.decode, embeddings[n], one) for n, o in opened_models.items()}, repeats, warm_each=True
-    )
-    decoder_8 = interleaved_best_ms(
-        {n: partial(o.backend.decode, embeddings[n], eight) for n, o in opened_models.items()}, repeats, warm_each=True
-    )
+    encoder = interleaved_ms({n: partial(o.backend.encode, tensors[n]) for n, o in opened_models.items()}, repeats)
+    decoder_calls = {}
+    for n, o in opened_models.items():  # 1 and 8 boxes next to each other: their ratio is paired
+        decoder_calls[(n, 1)] = partial(o.backend.decode, embeddings[n], one)
+        decoder_calls[(n, 8)] = partial(o.backend.decode, embeddings[n], eight)
+    decoder = interleaved_ms(decoder_calls, repeats, warm_each=True)
+    eager = encoder[next(iter(opened_models))]
     results = {}
     for name, opened in opened_models.items():
         predictor = Predictor(opened.backend, opened.spec)
@@ -75,14 +85,20 @@ def measure(opened_models: dict, repeats: int) -> dict[str, dict[str, float]]:
             predictor.segment(case)
             t = (result := predictor.segment(case)).timings
             other_share.append(1 - (t.encoder_ms + t.decoder_ms) / result.wall_ms)
+        per_box_8 = decoder[(name, 8)] / 8
         results[name] = {
-            "encoder_ms": encoder[name],
-            "decoder_1_ms": decoder_1[name],
-            "decoder_8_per_box_ms": decoder_8[name] / 8,
-            "batch_ratio": decoder_8[name] / 8 / decoder_1[name],
+            "encoder_ms": float(encoder[name].min()),
+            "speedup": ratio_spread(eager, encoder[name]),
+            "decoder_1_ms": float(decoder[(name, 1)].min()),
+            "decoder_8_per_box_ms": float(per_box_8.min()),
+            "batch_ratio": ratio_spread(per_box_8, decoder[(name, 1)]),
             "other_share": max(other_share),
         }
     return results
+
+
+def spread(values: tuple[float, float, float]) -> str:
+    return f"{values[0]:.2f} ({values[1]:.2f}-{values[2]:.2f})"
 
 
 def main() -> None:
@@ -92,7 +108,7 @@ def main() -> None:
     parser.add_argument("--openvino", type=Path)
     parser.add_argument("--openvino-int8", type=Path)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15, help="rounds [default: 15]")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     cpu = cpu_info()
@@ -114,11 +130,11 @@ def main() -> None:
     }
     results = measure(opened_models, args.repeats)
     opened = next(iter(opened_models.values()))
-    eager = results["PyTorch eager FP32"]["encoder_ms"]
     flags = ", ".join(k for k, v in isa.items() if v) or "none"
     lines = [
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable cores; ISA: {flags}); threads: {args.threads or 'all'}; "
-        f"model: {opened.spec.title}; best of {args.repeats} runs (backends interleaved run by run).",
+        f"model: {opened.spec.title}; {args.repeats} rounds, backends interleaved run by run. Times: best round. "
+        "Ratios: median of the round-by-round ratios (10th-90th percentile).",
         "",
         "| backend | ran | encoder ms | x eager | x OpenVINO FP32 | decoder ms (1 box) | decoder ms/box (8 per call) | "
         "8-box/1-box | outside graphs (2D case) |",
@@ -126,12 +142,12 @@ def main() -> None:
     ]
     ov_fp32 = results.get("OpenVINO FP32", {}).get("encoder_ms")
     for name, r in results.items():
-        vs_ov = f"{ov_fp32 / r['encoder_ms']:.2f}" if ov_fp32 else "-"
+        vs_ov = f"{ov_fp32 / r['encoder_ms']:.2f}" if ov_fp32 else "-"  # best vs best
         backend = opened_models[name].backend
         ran = backend.actual_precision() if hasattr(backend, "actual_precision") else backend.precision
         lines.append(
-            f"| {name} | {ran} | {r['encoder_ms']:.0f} | {eager / r['encoder_ms']:.2f} | {vs_ov} | "
-            f"{r['decoder_1_ms']:.1f} | {r['decoder_8_per_box_ms']:.1f} | {r['batch_ratio']:.2f} | "
+            f"| {name} | {ran} | {r['encoder_ms']:.0f} | {spread(r['speedup'])} | {vs_ov} | "
+            f"{r['decoder_1_ms']:.1f} | {r['decoder_8_per_box_ms']:.1f} | {spread(r['batch_ratio'])} | "
             f"{r['other_share']:.1%} |"
         )
     if not int8_pays_off(isa):

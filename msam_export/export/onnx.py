@@ -11,6 +11,7 @@ from torch import nn
 
 from ..runtime.backends import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..zoo import EMBEDDING_SHAPE, MedSam, ModelSpec
+from .activations import traceable_activations
 
 ENCODER_FILE = "encoder.onnx"
 PREPROCESS_ENCODER_FILE = "encoder_preprocess.onnx"
@@ -19,7 +20,7 @@ DEFAULT_OPSET = 17
 
 
 def _export(module: nn.Module, args: tuple, path: Path, opset: int, names: dict, dynamic: dict) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), traceable_activations(module):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module.eval(),
