@@ -238,11 +238,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, N, dim)."""
         b, n, _ = x.shape
-        x = self.norm(x)
         # three projections cut from the packed qkv weights rather than one projection
-        # whose (B, heads, N, 3*key_dim) permutation is split: OpenVINO fuses them back
-        # into one matmul but then splits its contiguous output: on LiteMedSAM the
-        # encoder's transposes went from 75 to 52 ms (profiled) of about 850 ms
+        # whose (B, heads, N, 3*key_dim) permutation is split (LiteMedSAM's encoder
+        # transposes, profiled in OpenVINO: 75 -> 52 ms of about 850 ms); on (B*N, dim)
+        # tokens, so that each traces to a Gemm with its bias: as 3D MatMuls OpenVINO
+        # merged them into one and split the output, with the bias adds left apart
+        # (about 40 ms of split and adds)
+        x = self.norm(x).reshape(b * n, -1)
         q, k, v = (
             F.linear(x, weight, bias).view(b, n, self.num_heads, self.key_dim).transpose(1, 2)
             for weight, bias in zip(*self._split_qkv(), strict=True)
@@ -321,9 +323,11 @@ class TinyViTBlock(nn.Module):
         b, n, c = x.shape
         x = x + self._window_attention(x)
 
-        x = x.transpose(1, 2).reshape(b, c, h, w)
+        # tokens are NHWC in memory: a 4D permute to NCHW and back, which OpenVINO's
+        # channels-last conv absorbs (a transpose + reshape pair it copied: 54 -> 33 ms)
+        x = x.view(b, h, w, c).permute(0, 3, 1, 2)
         x = self.local_conv(x)
-        x = x.reshape(b, c, n).transpose(1, 2)
+        x = x.permute(0, 2, 3, 1).reshape(b, n, c)
 
         return x + self.mlp(x)
 
@@ -370,10 +374,10 @@ class BasicLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, dim, H, W) -> (B, C_out, H', W') (C_out, H', W' set by downsample)."""
         b, c, h, w = x.shape
-        x = x.flatten(2).transpose(1, 2)  # (B, H*W, dim)
+        x = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, H*W, dim)
         for block in self.blocks:
             x = block(x)
-        x = x.transpose(1, 2).reshape(b, c, h, w)
+        x = x.view(b, h, w, c).permute(0, 3, 1, 2)
         if self.downsample is not None:
             x = self.downsample(x)
         return x
