@@ -157,7 +157,9 @@ class Attention(nn.Module):
         A batch-1 (shared) image is projected once; a per-prompt image is not
         projected at all, the q projection moving to the token side instead. The
         output projection is folded into the values (``Σ_h A_h (v_h W_o,hᵀ)``), so
-        the (N, HW, C) result comes from one (HW × h·T) by (h·T × C) product.
+        the (N, HW, C) result comes from one (HW × h·T) by (h·T × C) product. The
+        scores stay (N, h, T, HW), the softmax running over T across contiguous
+        pixels: OpenVINO's softmax over a last axis of 7 was about 3 ms per prompt.
         """
         n, t, _ = tokens_k.shape
         h = self.num_heads
@@ -165,16 +167,15 @@ class Attention(nn.Module):
         v = self._split(self.v_proj(tokens_v))
         if image_q.shape[0] == 1:
             q = self._split(self.q_proj(image_q))  # (1, h, HW, d)
-            scores = (q @ k.transpose(2, 3)).transpose(1, 2)  # (N, HW, h, T)
+            scores = k @ q.transpose(2, 3)  # (N, h, T, HW)
         else:
             wq, bq = self._heads(self.q_proj)
             k_in = (k @ wq).reshape(n, h * t, -1)  # (N, h*T, C)
-            scores = (image_q @ k_in.transpose(1, 2)).reshape(n, -1, h, t)  # (N, HW, h, T)
-            scores = scores + (k @ bq).reshape(n, 1, h, t)
-        attn = torch.softmax(scores / math.sqrt(k.shape[-1]), dim=-1)
+            scores = (k_in @ image_q.transpose(1, 2)).reshape(n, h, t, -1) + k @ bq  # (N, h, T, HW)
+        attn = torch.softmax(scores / math.sqrt(k.shape[-1]), dim=2)
         wo = self.out_proj.weight.reshape(-1, h, k.shape[-1]).permute(1, 2, 0)  # (h, d, C)
         v_out = (v @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
-        return attn.reshape(n, -1, h * t) @ v_out + self.out_proj.bias
+        return attn.reshape(n, h * t, -1).transpose(1, 2) @ v_out + self.out_proj.bias
 
 
 class MLPBlock(nn.Module):
@@ -351,11 +352,14 @@ class MaskDecoder(nn.Module):
         matrices and only the final one-channel mask is rearranged into an image.
         In NCHW, OpenVINO spent about a quarter of the decoder's time at 8 boxes
         transposing and reordering the (N, 32, 256, 256) map. Same sums as the NCHW modules.
+        The LayerNorm runs on (pixels, channels) rows: on 4D rows OpenVINO split it into a
+        mean, a subtraction and an RMS norm instead of one MVN.
         """
         n = keys.shape[0]
         up1, norm, gelu1, up2, gelu2 = self.output_upscaling
         x = _subpixel_product(keys, up1)  # (N, h*w, 4, C/4)
-        x = gelu1(nn.functional.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
+        rows = nn.functional.layer_norm(x.reshape(-1, x.shape[-1]), norm.weight.shape, norm.weight, norm.bias, norm.eps)
+        x = gelu1(rows.reshape(x.shape))
         x = gelu2(_subpixel_product(x.reshape(n, -1, up2.in_channels), up2))  # (N, h*w*4, 4, C/8)
         masks = x.reshape(n, -1, up2.out_channels) @ hyper_in[:, :, None]  # (N, h*w*16, 1)
         # (y, x, i1, j1, i2, j2) -> output row 4y + 2*i1 + i2, column 4x + 2*j1 + j2
@@ -365,7 +369,11 @@ class MaskDecoder(nn.Module):
 
 def _subpixel_product(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
     """A 2x2 stride-2 transposed convolution on channels-last pixels:
-    x (N, P, C_in) -> (N, P, 4, C_out), the four sub-pixels in (row, column) order."""
+    x (N, P, C_in) -> (N, P, 4, C_out), the four sub-pixels in (row, column) order.
+    One (N*P, C_in) product with the bias inside, which traces to a Gemm that the
+    runtimes run with the bias (and the following GELU) fused."""
     c_in, c_out, kh, kw = conv.weight.shape
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)
-    return (x @ weight).reshape(*x.shape[:2], kh * kw, c_out) + conv.bias
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(kh * kw * c_out, c_in)
+    n, p, _ = x.shape
+    out = nn.functional.linear(x.reshape(n * p, c_in), weight, conv.bias.repeat(kh * kw))
+    return out.reshape(n, p, kh * kw, c_out)
