@@ -174,8 +174,11 @@ class Attention(nn.Module):
             scores = (k_in @ image_q.transpose(1, 2)).reshape(n, h, t, -1) + k @ bq  # (N, h, T, HW)
         attn = torch.softmax(scores / math.sqrt(k.shape[-1]), dim=2)
         wo = self.out_proj.weight.reshape(-1, h, k.shape[-1]).permute(1, 2, 0)  # (h, d, C)
-        v_out = (v @ wo).reshape(n, h * t, -1)  # (N, h*T, C)
-        return attn.reshape(n, h * t, -1).transpose(1, 2) @ v_out + self.out_proj.bias
+        # each head's weights sum to one over T, so the output bias can ride on the values
+        # (b/h per head): a bias added after this product broke OpenVINO's CPU compile of
+        # the decoder with a dynamic box dimension ("data.size() == OC" in its post-ops)
+        v_out = (v @ wo + self.out_proj.bias / h).reshape(n, h * t, -1)  # (N, h*T, C)
+        return attn.reshape(n, h * t, -1).transpose(1, 2) @ v_out
 
 
 class MLPBlock(nn.Module):

@@ -98,6 +98,20 @@ def test_litemedsam_openvino_from_onnx_dir(litemedsam_exports):
     assert_golden(backends(out, "openvino"), golden["image"], golden["boxes_256"], golden)
 
 
+def test_openvino_decoder_runs_with_a_dynamic_box_count(litemedsam_exports):
+    """Our runtime compiles per static box bucket; a user's own OpenVINO code may not."""
+    import openvino as ov
+
+    decoder = ov.Core().compile_model(str(litemedsam_exports["openvino"] / "decoder.xml"), "CPU")
+    golden = np.load(golden_file("litemedsam.golden.npz"))
+    embeddings = golden["image_embeddings"].astype(np.float32)
+    for count in (1, 2):
+        boxes = golden["boxes_256"][:count].astype(np.float32)
+        logits = decoder({"image_embeddings": embeddings, "boxes": boxes})["low_res_logits"]
+        for i in range(count):
+            np.testing.assert_allclose(logits[i : i + 1], golden[f"box{i}_lowres_logits"], rtol=0, atol=ATOL)
+
+
 def test_openvino_fp16_is_smaller_and_reports_drift(litemedsam_onnx, tmp_path):
     meta = pipeline.export_openvino(litemedsam_onnx[0], tmp_path / "fp16", precision="fp16")
     fp32_bytes = sum(
