@@ -291,6 +291,26 @@ PrecisionOpt = Annotated[
 ]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="OpenVINO compiled-model cache directory.")]
 ModelArg = Annotated[Path, typer.Argument(help="A checkpoint, an ONNX export dir or an OpenVINO export dir.")]
+PropagationOpt = Annotated[
+    str,
+    typer.Option(
+        "--propagation",
+        help="3D rule for the box of each next slice: spec (the model's original: LiteMedSAM margin:3, "
+        "MedficientSAM tight), tight (neighbour mask's bbox in original pixels) or margin:N (its bbox in the "
+        "model's input frame, widened by N px).",
+    ),
+]
+
+
+def _propagation(text: str) -> str | None:
+    from .contract import Propagation
+
+    if text == "spec":
+        return None
+    try:
+        return str(Propagation.parse(text))
+    except ValueError as exc:
+        raise MsamError(f"--propagation: {exc}") from None
 
 
 def _progress() -> Progress:
@@ -318,6 +338,7 @@ def segment_cmd(
     timings: Annotated[
         Path | None, typer.Option("--timings", help="Per-case timing CSV [default: OUTPUT_DIR/timings.csv].")
     ] = None,
+    propagation: PropagationOpt = "spec",
 ) -> None:
     """Segment challenge cases (2D, and 3D by middle-slice-outward propagation) like the challenge's Docker did.
 
@@ -327,7 +348,7 @@ def segment_cmd(
     from .runtime.segment import segment_dir, write_csv
 
     opened = open_model(model, threads, precision, cache_dir, variant, trust_pickle, need="segment")
-    predictor = Predictor(opened.backend, opened.spec)
+    predictor = Predictor(opened.backend, opened.spec, _propagation(propagation))
     with _progress() as progress:
         task = progress.add_task("segment", total=len(list(input_dir.glob("*.npz"))), case="")
         rows = segment_dir(predictor, input_dir, output_dir, lambda name: progress.update(task, advance=1, case=name))
@@ -375,6 +396,7 @@ def verify_cmd(
     precision: PrecisionOpt = "f32",
     cache_dir: CacheDirOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    propagation: PropagationOpt = "spec",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON on stdout.")] = False,
 ) -> None:
     """Compare an artifact with the PyTorch FP32 model: mask agreement, DSC/NSD vs ground truth, latency.
@@ -396,7 +418,14 @@ def verify_cmd(
     with _progress() as progress:
         task = progress.add_task("verify", total=len(cases), case="")
         report = run_verify(
-            cand, ref, cases, gts_dir, repeats, thresholds, lambda name: progress.update(task, advance=1, case=name)
+            cand,
+            ref,
+            cases,
+            gts_dir,
+            repeats,
+            thresholds,
+            lambda name: progress.update(task, advance=1, case=name),
+            propagation=_propagation(propagation),
         )
     if output:
         write_report(output, report)

@@ -38,6 +38,7 @@ Two resize rules exist for the longest side:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -342,3 +343,52 @@ def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
         return None
     xs = np.flatnonzero(mask.any(axis=0))
     return np.array([xs[0], ys[0], xs[-1], ys[-1]], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How a 3D box prompts the slices beyond its middle one (see ``docs/PIPELINE.md``).
+
+    Every slice but the middle one is prompted with a box taken from the mask just found
+    on its neighbour towards the middle, or with the given box when that mask is empty.
+
+    ``margin`` None ("tight", MedficientSAM's rule): the tight bounding box of the mask in
+    original pixels, then scaled to the S frame like a given box.
+
+    ``margin`` N ("margin:N", LiteMedSAM's official rule with N=3): the mask, holding its
+    box's label value (1 for the first box, 2 for the second, ...; at most 255), is
+    resized to the S frame with the model's own resize rule and zero-padded; the bounding
+    box of its nonzero pixels there, widened by N on each side and clipped to [0, S], is
+    the prompt. The label value matters: after area averaging and uint8 rounding a partly
+    covered pixel stays nonzero more easily for a higher label, as in the original script.
+    """
+
+    margin: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Propagation:
+        """``"tight"`` or ``"margin:N"`` (N >= 0) -> a rule; ValueError otherwise."""
+        if text == "tight":
+            return cls(None)
+        name, _, value = text.partition(":")
+        if name == "margin" and value.isdigit():
+            return cls(int(value))
+        raise ValueError(f"unknown propagation rule {text!r}; expected 'tight' or 'margin:N' (e.g. margin:3)")
+
+    def __str__(self) -> str:
+        return "tight" if self.margin is None else f"margin:{self.margin}"
+
+    def next_box(self, mask: np.ndarray, label: int, size: int, resize: str) -> np.ndarray | None:
+        """The S-frame prompt (float32 (4,)) that a neighbour's bool (H, W) ``mask`` of box
+        ``label`` (1-based) gives, or None when the mask gives no box (empty)."""
+        if self.margin is None:
+            box = mask_to_box(mask)
+            return None if box is None else transform_boxes(box[None], mask.shape, size)[0]
+        valued = np.where(np.asarray(mask, dtype=bool), np.uint8(min(label, 255)), np.uint8(0))
+        resized = _resize(valued[:, :, None], resized_shape(*mask.shape, size), size, resize)[:, :, 0]
+        box = mask_to_box(resized > 0)
+        if box is None:
+            return None
+        lo = np.maximum(box[:2] - self.margin, 0)
+        hi = np.minimum(box[2:] + self.margin, size)
+        return np.concatenate([lo, hi]).astype(np.float32)

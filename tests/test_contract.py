@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from msam_export.contract import (
+    Propagation,
     area_resize,
     mask_to_box,
     paint_labels,
@@ -337,3 +338,45 @@ def test_mask_to_box() -> None:
     np.testing.assert_array_equal(mask_to_box(mask), [7, 3, 7, 3])
     mask[5:9, 2:4] = True
     np.testing.assert_array_equal(mask_to_box(mask), [2, 3, 7, 8])
+
+
+# --- 3D propagation rules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["tight", "margin:0", "margin:3", "margin:12"])
+def test_propagation_round_trips(text) -> None:
+    assert str(Propagation.parse(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "margin", "margin:-1", "margin:x", "wide", "spec"])
+def test_propagation_rejects_unknown_rules(text) -> None:
+    with pytest.raises(ValueError, match="expected 'tight' or 'margin:N'"):
+        Propagation.parse(text)
+
+
+def test_tight_rule_scales_the_mask_bbox_like_a_given_box() -> None:
+    mask = np.zeros((540, 800), bool)
+    mask[100:201, 300:451] = True  # bbox x 300..450, y 100..200 (inclusive)
+    got = Propagation.parse("tight").next_box(mask, 1, 512, "bilinear")
+    np.testing.assert_array_equal(got, transform_boxes(np.array([[300, 100, 450, 200]]), (540, 800), 512)[0])
+    assert Propagation.parse("tight").next_box(np.zeros((5, 5), bool), 1, 512, "bilinear") is None
+
+
+def test_margin_rule_widens_the_bbox_in_the_model_frame_and_clips() -> None:
+    mask = np.zeros((512, 512), bool)  # 256 frame: factor 2, area resize of 2x2 blocks
+    mask[0:40, 100:200] = True
+    got = Propagation.parse("margin:3").next_box(mask, 1, 256, "area")
+    np.testing.assert_array_equal(got, [50 - 3, 0, 99 + 3, 19 + 3])  # y clipped at 0
+    mask[:, 400:] = True
+    assert Propagation.parse("margin:3").next_box(mask, 1, 256, "area")[[2, 3]].tolist() == [256, 256]
+
+
+def test_margin_rule_keeps_the_label_value_quirk() -> None:
+    # One original pixel of a 4x4 block covers 1/16 of a 256-frame pixel: area averaging of the
+    # label value rounds 1/16 and 7/16 to 0 but 9/16 (label 9) to 1, so only higher labels keep it.
+    mask = np.zeros((1024, 1024), bool)
+    mask[500, 500] = True
+    rule = Propagation.parse("margin:3")
+    assert rule.next_box(mask, 1, 256, "area") is None
+    assert rule.next_box(mask, 7, 256, "area") is None
+    np.testing.assert_array_equal(rule.next_box(mask, 9, 256, "area"), [125 - 3, 125 - 3, 125 + 3, 125 + 3])

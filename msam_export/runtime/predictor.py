@@ -1,12 +1,14 @@
 """2D and 3D box-prompted segmentation on top of any backend.
 
 Pre/post-processing comes from ``msam_export.contract``; the backend only runs
-the two graphs. 3D follows the challenge's propagation (PIPELINE.md): each box
+the two graphs. 3D follows the challenge's propagation (docs/PIPELINE.md): each box
 starts at its middle slice with the given box and walks up through z_max, then
-down from z_mid-1 through z_min; every other slice is prompted with the tight
-box of the neighbouring slice's mask (towards z_mid), or the given box when that
-mask is empty. All boxes walk together, slice by slice, so each slice is encoded
-exactly once and the boxes active on a slice share one decoder call.
+down from z_mid-1 through z_min; every other slice is prompted with a box taken
+from the neighbouring slice's mask (towards z_mid) by the model's propagation rule
+(``contract.Propagation``), or with the given box when that mask gives none. A
+box's walk depends only on its own masks, so all boxes walk together, slice by
+slice: each slice is encoded exactly once and the boxes active on a slice share
+one decoder call, with the same result as propagating one box at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..contract import mask_to_box, paint_labels, postprocess, preprocess, transform_boxes
+from ..contract import Propagation, paint_labels, postprocess, preprocess, transform_boxes
 from ..data import Case
 from ..zoo import ModelSpec
 from .backends import Backend
@@ -58,11 +60,15 @@ class Segmentation:
 
 
 class Predictor:
-    """Segments challenge cases with one backend and one model spec."""
+    """Segments challenge cases with one backend and one model spec.
 
-    def __init__(self, backend: Backend, spec: ModelSpec) -> None:
+    ``propagation`` overrides the spec's 3D rule (``"tight"``, ``"margin:N"``)."""
+
+    def __init__(self, backend: Backend, spec: ModelSpec, propagation: Propagation | str | None = None) -> None:
         self.backend = backend
         self.spec = spec
+        rule = propagation if propagation is not None else spec.propagation
+        self.propagation = rule if isinstance(rule, Propagation) else Propagation.parse(rule)
         self.timings = Timings()
 
     def _encode(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -80,17 +86,15 @@ class Predictor:
     def _decode(
         self, embedding: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int], boxes: np.ndarray
     ) -> np.ndarray:
-        """(N,4) original-pixel boxes -> (N,H,W) bool masks."""
+        """(N,4) S-frame boxes -> (N,H,W) bool masks."""
         masks = []
         for start in range(0, len(boxes), DECODER_CHUNK):
-            t0 = time.perf_counter()
-            model_boxes = transform_boxes(boxes[start : start + DECODER_CHUNK], original_hw, self.spec.input_size)
+            model_boxes = np.ascontiguousarray(boxes[start : start + DECODER_CHUNK], dtype=np.float32)
             t1 = time.perf_counter()
             logits, _ = self.backend.decode(embedding, model_boxes)
             t2 = time.perf_counter()
             masks.append(postprocess(logits, resized_hw, original_hw, self.spec.input_size))
             t3 = time.perf_counter()
-            self.timings.pre_ms += (t1 - t0) * 1e3
             self.timings.decoder_ms += (t2 - t1) * 1e3
             self.timings.post_ms += (t3 - t2) * 1e3
             self.timings.decoder_calls += 1
@@ -102,7 +106,8 @@ class Predictor:
         start = time.perf_counter()
         self.timings = Timings()
         embedding, resized_hw = self._encode(image)
-        masks = self._decode(embedding, resized_hw, image.shape[:2], np.asarray(boxes, dtype=np.float64))
+        model_boxes = transform_boxes(np.asarray(boxes, dtype=np.float64), image.shape[:2], self.spec.input_size)
+        masks = self._decode(embedding, resized_hw, image.shape[:2], model_boxes)
         segs = paint_labels(masks, image.shape[:2])
         wall = (time.perf_counter() - start) * 1e3
         return Segmentation(segs, list(masks), [(0, 0)] * len(masks), self.timings, wall)
@@ -115,15 +120,18 @@ class Predictor:
         z_lo = boxes[:, 2].astype(int)
         z_hi = boxes[:, 5].astype(int)
         z_mid = (z_lo + z_hi) // 2
-        given = boxes[:, [0, 1, 3, 4]]
+        size = self.spec.input_size
+        given = transform_boxes(boxes[:, [0, 1, 3, 4]], volume.shape[1:], size)
         per_box: list[dict[int, np.ndarray]] = [{} for _ in boxes]
         cache: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
 
         def prompt(i: int, z: int, neighbour: int) -> np.ndarray:
             if z == z_mid[i]:
                 return given[i]
-            found = mask_to_box(per_box[i][neighbour])
-            return given[i] if found is None else found.astype(np.float64)
+            t0 = time.perf_counter()
+            found = self.propagation.next_box(per_box[i][neighbour], i + 1, size, self.spec.resize)
+            self.timings.pre_ms += (time.perf_counter() - t0) * 1e3
+            return given[i] if found is None else found
 
         def run_slice(z: int, active: list[int], neighbour: int) -> None:
             if not active:
@@ -150,6 +158,7 @@ class Predictor:
         return Segmentation(segs, box_masks, list(zip(z_lo.tolist(), z_hi.tolist(), strict=True)), self.timings, wall)
 
     def segment(self, case: Case) -> Segmentation:
+        """A challenge case: 2D, or 3D by propagation."""
         if case.is_3d:
             return self.segment_3d(case.image, case.boxes)
         return self.segment_2d(case.image, case.boxes)

@@ -26,6 +26,7 @@ CSV_FIELDS = (
     "pre_ms",
     "post_ms",
     "wall_ms",
+    "propagation",
     "status",
 )
 
@@ -74,6 +75,7 @@ def _segment_one(predictor: Predictor, path: Path, output_dir: Path) -> dict[str
         "pre_ms": round(t.pre_ms, 1),
         "post_ms": round(t.post_ms, 1),
         "wall_ms": round(result.wall_ms, 1),
+        "propagation": str(predictor.propagation) if case.is_3d else "",
         "status": "ok",
     }
 

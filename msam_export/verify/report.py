@@ -16,11 +16,13 @@ import numpy as np
 from ..data import load_case, load_ground_truth
 from ..errors import MsamError
 from ..files import sha256_of
-from ..metrics import agreement_dice, case_scores
+from ..metrics import agreement_dice, case_scores, challenge_case_scores
 from ..runtime import OpenedModel, Predictor, Segmentation
 from .system import cpu_info, peak_rss_mb
 
 SCHEMA = "msam-export/verify@1"
+# per case and summarised: "dsc"/"nsd" per label (the gate's), "challenge_*" as the challenge scores
+SCORES = ("dsc", "nsd", "challenge_dsc", "challenge_nsd")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def box_agreement(reference: Segmentation, candidate: Segmentation) -> list[floa
     return [agreement_dice(a, b) for a, b in zip(reference.box_masks, candidate.box_masks, strict=True)]
 
 
-def runtime_description(opened: OpenedModel) -> dict[str, Any]:
+def runtime_description(opened: OpenedModel, predictor: Predictor) -> dict[str, Any]:
     backend = opened.backend
     actual = getattr(backend, "actual_precision", lambda: backend.precision)()
     return {
@@ -73,6 +75,7 @@ def runtime_description(opened: OpenedModel) -> dict[str, Any]:
         "requested_precision": backend.precision,
         "actual_precision": actual,
         "source_sha256": opened.source.get("sha256"),
+        "propagation": str(predictor.propagation),
     }
 
 
@@ -112,7 +115,7 @@ def verify_case(
     ``reference_cache`` (case path -> reference segmentation) lets several candidates
     share one run of the reference."""
     case = load_case(path)
-    key = str(path.resolve())
+    key = f"{path.resolve()}|{reference.propagation}"
     if reference_cache is not None and key in reference_cache:
         ref = reference_cache[key]
     else:
@@ -146,34 +149,39 @@ def verify_case(
     if gt_path is not None:
         gts, spacing = load_ground_truth(gt_path, case)
         spacing = spacing if case.is_3d else None
-        ref_scores = case_scores(ref.segs, gts, spacing)
-        cand_scores = case_scores(cand.segs, gts, spacing)
-        row |= {
-            "reference": {"dsc": ref_scores["dsc"], "nsd": ref_scores["nsd"]},
-            "candidate": {"dsc": cand_scores["dsc"], "nsd": cand_scores["nsd"]},
-        }
+        row |= {"reference": scores(ref.segs, gts, spacing), "candidate": scores(cand.segs, gts, spacing)}
     return row
+
+
+def scores(segs: np.ndarray, gts: np.ndarray, spacing: tuple[float, ...] | None) -> dict[str, float]:
+    """A case's DSC/NSD both ways: ``dsc``/``nsd`` per label with NSD gated on each label's own DSC
+    (``metrics.case_scores``), and ``challenge_dsc``/``challenge_nsd`` as the challenge's
+    ``compute_metrics.py`` computes them (``metrics.challenge_case_scores``)."""
+    strict = case_scores(segs, gts, spacing)
+    challenge = challenge_case_scores(segs, gts, spacing)
+    return {
+        "dsc": strict["dsc"],
+        "nsd": strict["nsd"],
+        "challenge_dsc": challenge["dsc"],
+        "challenge_nsd": challenge["nsd"],
+    }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over cases (agreement, DSC/NSD and their drops) and latency medians."""
     ok = [r for r in rows if "error" not in r]
     scored = [r for r in ok if "reference" in r]
-    ref_dsc = _nanmean(r["reference"]["dsc"] for r in scored)
-    cand_dsc = _nanmean(r["candidate"]["dsc"] for r in scored)
-    ref_nsd = _nanmean(r["reference"]["nsd"] for r in scored)
-    cand_nsd = _nanmean(r["candidate"]["nsd"] for r in scored)
-    return {
+    summary: dict[str, Any] = {
         "cases": len(ok),
         "boxes": sum(r["boxes"] for r in ok),
         "agreement_dsc": _nanmean(r["agreement_dsc"] for r in ok),
         "agreement_dsc_min": min((r["agreement_dsc"] for r in ok), default=math.nan),
-        "reference_dsc": ref_dsc,
-        "candidate_dsc": cand_dsc,
-        "dsc_drop": ref_dsc - cand_dsc,
-        "reference_nsd": ref_nsd,
-        "candidate_nsd": cand_nsd,
-        "nsd_drop": ref_nsd - cand_nsd,
+    }
+    for metric in SCORES:
+        ref = _nanmean(r["reference"].get(metric, math.nan) for r in scored)
+        cand = _nanmean(r["candidate"].get(metric, math.nan) for r in scored)
+        summary |= {f"reference_{metric}": ref, f"candidate_{metric}": cand, f"{metric}_drop": ref - cand}
+    return summary | {
         "encoder_ms_median": _median(r["latency"]["encoder_ms_median"] for r in ok),
         "decoder_ms_per_box_median": _median(r["latency"]["decoder_ms_per_box"] for r in ok),
         "wall_ms_median": _median(r["latency"]["wall_ms_median"] for r in ok),
@@ -203,12 +211,14 @@ def run_verify(
     thresholds: Thresholds = Thresholds(),
     on_case: Callable[[str], None] | None = None,
     reference_cache: dict[str, Segmentation] | None = None,
+    propagation: str | None = None,
 ) -> dict[str, Any]:
-    """The whole verify report (see README, "verify.json")."""
+    """The whole verify report (see docs/FORMATS.md, "verify.json"). ``propagation`` overrides
+    the model's own 3D rule for both sides."""
     if candidate.spec.name != reference.spec.name:
         raise MsamError(f"candidate is {candidate.spec.title} but the reference is {reference.spec.title}")
-    ref_predictor = Predictor(reference.backend, reference.spec)
-    cand_predictor = Predictor(candidate.backend, candidate.spec)
+    ref_predictor = Predictor(reference.backend, reference.spec, propagation)
+    cand_predictor = Predictor(candidate.backend, candidate.spec, propagation)
     rows = []
     for path in cases:
         try:
@@ -224,8 +234,9 @@ def run_verify(
         failures.append(f"{len(errors)} case(s) failed: " + "; ".join(r["error"] for r in errors[:3]))
     return {
         "schema": SCHEMA,
-        "candidate": runtime_description(candidate),
-        "reference": runtime_description(reference),
+        "candidate": runtime_description(candidate, cand_predictor),
+        "reference": runtime_description(reference, ref_predictor),
+        "propagation": str(cand_predictor.propagation),
         "data": {
             "cases": [p.name for p in cases],
             "gts": str(gts_dir) if gts_dir else None,

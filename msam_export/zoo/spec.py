@@ -44,6 +44,8 @@ class ModelSpec:
             (OpenCV INTER_AREA), see ``msam_export.contract``.
         build_encoder: constructs the image encoder (random weights).
         decoder_norm_eps: LayerNorm eps inside the mask decoder's transformer.
+        propagation: the 3D rule that prompts a slice from its neighbour's mask
+            (``msam_export.contract.Propagation``): each model's own original rule.
         keys: checkpoint key layout.
         int8_float_modules: (regex over ONNX module paths, reason) of modules INT8
             quantization keeps in float from the start (architecture-aware ignored scope).
@@ -55,6 +57,7 @@ class ModelSpec:
     resize: str
     build_encoder: Callable[[], nn.Module]
     decoder_norm_eps: float
+    propagation: str = "tight"
     keys: KeyLayout = KEY_LAYOUT
     int8_float_modules: tuple[tuple[str, str], ...] = ()
 
@@ -90,6 +93,8 @@ def _medficientsam(variant: str) -> ModelSpec:
         resize="bilinear",
         build_encoder=lambda: build_efficientvit_encoder(variant),
         decoder_norm_eps=1e-6,
+        # MedficientSAM's infer_scripts/infer_torch.py: tight bbox in original pixels
+        propagation="tight",
         int8_float_modules=(
             (r"^backbone/stages\.[01]/", "input stem at full resolution: errors here grow through the network"),
             (r"/depth_conv/", "MBConv depthwise 3x3: few weights per channel, little INT8 gain"),
@@ -109,6 +114,8 @@ ZOO: dict[str, ModelSpec] = {
         resize="area",
         build_encoder=build_litemedsam_encoder,
         decoder_norm_eps=1e-5,
+        # the challenge's official CVPR24_LiteMedSAM_infer.py: neighbour's bbox in the 256 frame, +3 px
+        propagation="margin:3",
         int8_float_modules=(
             (r"^patch_embed/", "input stem at full resolution: errors here grow through the network"),
             (r"^layers\.0/", "MBConv stage: most sensitive to INT8 weights (embedding error 0.09 alone)"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import sample_case
 
-from msam_export.contract import mask_to_box
+from msam_export.contract import transform_boxes
 from msam_export.data import load_case
 from msam_export.metrics import agreement_dice
 from msam_export.runtime import OnnxBackend, Predictor, TorchBackend, open_model
@@ -37,12 +37,14 @@ def onnx_model(litemedsam_exports):
 
 
 def reference_3d(predictor: Predictor, volume: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """PIPELINE.md's rule written plainly: one box at a time, one slice at a time."""
+    """docs/PIPELINE.md's walk written plainly: one box at a time, one slice at a time, each
+    slice segmented as a 2D image with the box its neighbour's mask gives under the same rule."""
+    size = predictor.spec.input_size
     segs = np.zeros(volume.shape, dtype=np.uint16)
     for i, box in enumerate(boxes):
         x0, y0, z0, x1, y1, z1 = (int(v) for v in box)
         z_mid = (z0 + z1) // 2
-        given = np.array([x0, y0, x1, y1], dtype=np.float64)
+        given = transform_boxes(np.array([[x0, y0, x1, y1]], dtype=np.float64), volume.shape[1:], size)[0]
         masks = {}
         order = list(range(z_mid, z1 + 1)) + list(range(z_mid - 1, z0 - 1, -1))
         for z in order:
@@ -50,26 +52,28 @@ def reference_3d(predictor: Predictor, volume: np.ndarray, boxes: np.ndarray) ->
                 prompt = given
             else:
                 neighbour = masks[z - 1] if z > z_mid else masks[z + 1]
-                found = mask_to_box(neighbour)
-                prompt = given if found is None else found.astype(np.float64)
-            masks[z] = predictor.segment_2d(volume[z], prompt[None]).box_masks[0]
+                found = predictor.propagation.next_box(neighbour, i + 1, size, predictor.spec.resize)
+                prompt = given if found is None else found
+            embedding, resized_hw = predictor._encode(volume[z])
+            masks[z] = predictor._decode(embedding, resized_hw, volume.shape[1:], prompt[None])[0]
         for z, mask in masks.items():
             segs[z][mask] = i + 1
     return segs
 
 
-def test_3d_matches_plain_rule_and_encodes_each_slice_once(onnx_model):
+@pytest.mark.parametrize("rule", ["margin:3", "tight"])
+def test_3d_matches_plain_rule_and_encodes_each_slice_once(onnx_model, rule):
     case = load_case(sample_case("3DBox_MR_TotalSegExample.npz"))
     boxes = case.boxes[[9, 21, 20]]  # small organs with overlapping z ranges (5-7 slices each)
     counting = CountingBackend(onnx_model.backend)
-    result = Predictor(counting, onnx_model.spec).segment_3d(case.image, boxes)
+    result = Predictor(counting, onnx_model.spec, rule).segment_3d(case.image, boxes)
     slices = set()
     for box in boxes:
         slices |= set(range(int(box[2]), int(box[5]) + 1))
     assert result.timings.encoder_calls == len(slices) == len(counting.encoded)
     assert len(set(counting.encoded)) == len(counting.encoded)  # no slice encoded twice
     assert result.timings.decoded_boxes == sum(int(b[5] - b[2]) + 1 for b in boxes)
-    expected = reference_3d(Predictor(onnx_model.backend, onnx_model.spec), case.image, boxes)
+    expected = reference_3d(Predictor(onnx_model.backend, onnx_model.spec, rule), case.image, boxes)
     np.testing.assert_array_equal(result.segs, expected)
     assert [m.shape[0] for m in result.box_masks] == [int(b[5] - b[2]) + 1 for b in boxes]
 
