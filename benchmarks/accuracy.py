@@ -1,53 +1,46 @@
-"""Accuracy of exported artifacts against PyTorch FP32 on challenge data.
+"""Accuracy of exported artifacts against PyTorch FP32 on challenge data, and of PyTorch itself
+against ground truth under each 3D rule.
 
-Runs the PyTorch reference once per case and every candidate on the same cases;
-prints (and writes) a per-modality markdown table: mask agreement DSC with the
-reference, DSC/NSD against ground truth for reference and candidates.
+Runs the PyTorch reference once per case and every candidate on the same cases (``verify``);
+prints (and writes) per-modality markdown tables: agreement with the reference (3D propagated and
+teacher-forced), DSC/NSD per label and challenge-style, for reference and candidates.
 
-    python benchmarks/accuracy.py --data ../shared/data --candidate onnx=DIR --candidate openvino=DIR
+    python benchmarks/accuracy.py --data ../shared/data --candidate onnx=DIR --candidate openvino=DIR \
+        [--rules spec,tight]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from msam_export.checkpoints import default_checkpoint_path
-from msam_export.data import list_cases
-from msam_export.runtime import Predictor, open_model
-from msam_export.runtime.segment import data_dirs
-from msam_export.verify.report import by_modality, summarize, verify_case
-from msam_export.verify.system import cpu_info
+import msam_export as mx
+from msam_export.system import cpu_info
+
+COLUMNS = (
+    ("agreement_dsc", "agreement"),
+    ("teacher_forced_agreement_dsc", "forced"),
+    ("reference_dsc", "DSC ref"),
+    ("candidate_dsc", "DSC cand"),
+    ("reference_nsd", "NSD ref"),
+    ("candidate_nsd", "NSD cand"),
+    ("reference_challenge_dsc", "challenge DSC ref"),
+    ("reference_challenge_nsd", "challenge NSD ref"),
+)
 
 
-class CachedPredictor(Predictor):
-    """The reference runs once per case, whatever the number of candidates."""
-
-    def __init__(self, backend, spec) -> None:
-        super().__init__(backend, spec)
-        self.cache: dict[str, object] = {}
-
-    def segment(self, case):
-        if case.name not in self.cache:
-            self.cache[case.name] = super().segment(case)
-        return self.cache[case.name]
-
-
-def table(name: str, rows: list[dict]) -> str:
+def table(name: str, report: dict) -> str:
     lines = [
-        f"### {name}",
+        f"### {name} (3D rule {report['propagation']})",
         "",
-        "| modality | cases | boxes | agreement DSC | DSC ref | DSC cand | NSD ref | NSD cand |",
-        "|---|---|---|---|---|---|---|---|",
+        "| group | cases | boxes | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
     ]
-    groups = list(by_modality(rows).items()) + [("**overall**", summarize(rows))]
-    for modality, s in groups:
-        lines.append(
-            f"| {modality} | {s['cases']} | {s['boxes']} | {s['agreement_dsc']:.4f} | {s['reference_dsc']:.3f} | "
-            f"{s['candidate_dsc']:.3f} | {s['reference_nsd']:.3f} | {s['candidate_nsd']:.3f} |"
-        )
+    groups = [*report["by_modality"].items(), *report["by_dims"].items(), ("**overall**", report["overall"])]
+    for group, s in groups:
+        cells = " | ".join(f"{s[key]:.4f}" for key, _ in COLUMNS)
+        lines.append(f"| {group} | {s['cases']} | {s['boxes']} | {cells} |")
     return "\n".join(lines)
 
 
@@ -56,26 +49,31 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--reference", type=Path, default=None, help="checkpoint [default: embedded LiteMedSAM]")
     parser.add_argument("--candidate", action="append", required=True, help="NAME=DIR")
+    parser.add_argument("--rules", default="spec", help="comma-separated 3D rules: spec, tight, margin:N")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.md"))
     args = parser.parse_args()
-    imgs, gts = data_dirs(args.data)
-    cases = list_cases(imgs)
-    ref = open_model(args.reference or default_checkpoint_path())
-    reference = CachedPredictor(ref.backend, ref.spec)
+    reference = mx.open_model(args.reference or mx.default_checkpoint_path())
     sections, raw = [], {}
-    for item in args.candidate:
-        name, _, path = item.partition("=")
-        cand = open_model(Path(path))
-        predictor = Predictor(cand.backend, cand.spec)
-        rows = []
-        for path_ in cases:
-            print(f"{name}: {path_.name}", file=sys.stderr, flush=True)
-            rows.append(verify_case(path_, reference, predictor, gts, repeats=1))
-        sections.append(table(name, rows))
-        raw[name] = rows
+    for rule in args.rules.split(","):
+        cache: dict = {}
+        for item in args.candidate:
+            name, _, path = item.partition("=")
+            report = mx.verify(
+                path,
+                args.data,
+                reference=reference,
+                propagation=None if rule == "spec" else rule,
+                html=False,
+                reference_cache=cache,
+            ).report
+            sections.append(table(name, report))
+            raw[f"{name}|{rule}"] = report
     cpu = cpu_info()
-    header = f"Reference: PyTorch FP32 eager ({ref.spec.title}); {len(cases)} cases from `{args.data}`; {cpu['model']}."
-    text = "\n\n".join([header] + sections) + "\n"
+    header = (
+        f"Reference: PyTorch FP32 eager ({reference.spec.title}); {len(report['cases'])} cases from `{args.data}`; "
+        f"{cpu['model']} ({cpu['usable_cpus']} cores). DSC/NSD per label; challenge-style as compute_metrics.py."
+    )
+    text = "\n\n".join([header, *sections]) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -1,6 +1,6 @@
 """Agreement between two folders of challenge ``segs`` outputs, per modality.
 
-For results made elsewhere (the lent Xeon's BF16 runs, say) and copied back: per label,
+For results made elsewhere (a Xeon's BF16 runs, say) and copied back: per label,
 the Dice between the candidate's and the reference's masks (two empty masks agree), and,
 with ``--gts``, DSC and NSD against ground truth for both. Labels stand for boxes in
 challenge data, but where boxes overlap a label map keeps only the last box's pixels, so

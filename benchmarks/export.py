@@ -51,12 +51,12 @@ def main() -> None:
         for model in args.models.split(","):
             ckpt = checkpoint_for(model, args.shared, work)
             start = time.perf_counter()
-            onnx_meta = pipeline.export_onnx(ckpt, work / f"{model}-onnx")
+            onnx_meta = pipeline.export_onnx(ckpt, work / f"{model}-onnx").record
             onnx_s = time.perf_counter() - start
             start = time.perf_counter()
-            ov_meta = pipeline.export_openvino(work / f"{model}-onnx", work / f"{model}-ov")
+            ov_meta = pipeline.export_openvino(work / f"{model}-onnx", work / f"{model}-ov").record
             ov_s = time.perf_counter() - start
-            fp16 = pipeline.export_openvino(work / f"{model}-onnx", work / f"{model}-fp16", precision="fp16")
+            fp16 = pipeline.export_openvino(work / f"{model}-onnx", work / f"{model}-fp16", weight_format="fp16").record
             t = onnx_meta["timings_s"]
             parts = " / ".join(f"{t.get(k, 0):.0f}" for k in ("trace", "simplify", "check", "parity"))
             lines.append(

@@ -18,15 +18,10 @@ from pathlib import Path
 
 from export import checkpoint_for
 
-from msam_export.calibrate import build_calibration, save_calibration
-from msam_export.checkpoints import load_checkpoint
-from msam_export.data import list_cases
+import msam_export as mx
 from msam_export.errors import ParityError
-from msam_export.export import pipeline
-from msam_export.quantize import Budget, quantize_openvino
-from msam_export.runtime import open_model
-from msam_export.runtime.segment import data_dirs
-from msam_export.verify import cpu_info, run_verify
+from msam_export.quantize import Budget
+from msam_export.system import cpu_info
 
 SAMPLES = Path(__file__).resolve().parent.parent / "msam_export" / "samples"
 
@@ -38,27 +33,26 @@ def bins_mb(folder: Path) -> float:
 def run_model(model: str, args: argparse.Namespace, work: Path) -> dict:
     ckpt = checkpoint_for(model, args.shared, work)
     fp32 = work / f"{model}-ov"
-    pipeline.export_openvino(ckpt, fp32)
-    loaded = load_checkpoint(ckpt)
-    calib_imgs, _ = data_dirs(args.calib_data)
-    calib, _ = build_calibration(list_cases(calib_imgs), loaded.model, loaded.spec, args.n, 0, 0.25)
-    save_calibration(work / f"{model}.calib.npz", calib)
+    mx.export_openvino(ckpt, fp32)
+    title = mx.inspect_checkpoint(ckpt).model
+    mx.calibrate(args.calib_data, work / f"{model}.calib.npz", model=ckpt, n=args.n, val_fraction=0.25)
     start = time.perf_counter()
     try:
-        meta = quantize_openvino(
-            fp32, work / f"{model}-int8", work / f"{model}.calib.npz", args.max_drift, budget=Budget(args.budget)
+        artifact = mx.quantize_openvino(
+            fp32,
+            work / f"{model}-int8",
+            calibration=work / f"{model}.calib.npz",
+            max_drift=args.max_drift,
+            budget=Budget(args.budget),
         )
     except ParityError as exc:
-        return {"model": loaded.spec.title, "error": str(exc)}
+        return {"model": title, "error": str(exc)}
     seconds = time.perf_counter() - start
-    imgs, gts = data_dirs(args.data)
-    cases = list_cases(imgs)
-    reference = open_model(ckpt, need="verify")
-    candidate = open_model(work / f"{model}-int8", need="verify")
-    report = run_verify(candidate, reference, cases, gts)
+    report = mx.verify(artifact.path, args.data, reference=ckpt, html=False).report
+    meta = artifact.record
     q = meta["quantization"]
     return {
-        "model": loaded.spec.title,
+        "model": title,
         "quantize_s": seconds,
         "val_agreement": q["drift"]["agreement_dsc"],
         "float_ops": sum(q["float_scope"].values()),

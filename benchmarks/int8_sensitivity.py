@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import nncf
+import openvino as ov
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
 from msam_export.calibrate import load_calibration
 from msam_export.quantize.graph import module_path
-from msam_export.quantize.openvino import compilers, float_scope, quantize_encoder
+from msam_export.quantize.openvino import compiler, float_scope, quantize_encoder, resolve_target
 from msam_export.quantize.validation import DriftMeter
 from msam_export.zoo import get_spec
 
@@ -48,12 +49,18 @@ def main() -> None:
     parser.add_argument("fp32", type=Path, help="FP32 OpenVINO export dir (encoder.xml, decoder.xml)")
     parser.add_argument("calib", type=Path)
     parser.add_argument("--what", default="weights,recipes")
+    parser.add_argument("--target", default="auto")
     args = parser.parse_args()
     nncf.set_log_level(logging.WARNING)
     calib = load_calibration(args.calib)
     spec = get_spec(calib.model)
-    core, compile_encoder, compile_decoder = compilers(None)
-    meter = DriftMeter(calib, compile_decoder(core.read_model(args.fp32 / "decoder.xml")))
+    target = resolve_target(args.target)
+    core = ov.Core()
+    compile_models = compiler(None)
+    meter = DriftMeter(calib, compile_models(None, core.read_model(args.fp32 / "decoder.xml")), spec)
+
+    def compile_encoder(model: Any) -> Any:
+        return compile_models(model)
 
     def fresh() -> Any:
         return core.read_model(args.fp32 / "encoder.xml")
@@ -62,12 +69,13 @@ def main() -> None:
         drift = meter.measure(compile_encoder(model))
         worst = min(drift.per_modality.items(), key=lambda kv: kv[1])
         print(
-            f"| {label} | {drift.agreement:.4f} | {drift.embedding_error:.4f} | {worst[0]} {worst[1]:.4f} |",
+            f"| {label} | {drift.agreement:.4f} | {drift.slice_agreement:.4f} | {drift.embedding_error:.4f} | "
+            f"{worst[0]} {worst[1]:.4f} |",
             flush=True,
         )
 
-    print(f"{len(meter)} validation slices of {args.calib.name}\n")
-    print("| encoder | agreement | embedding error | worst modality |\n|---|---|---|---|")
+    print(f"{len(set(meter.cases))} validation cases, {len(meter)} slices of {args.calib.name}, target {target}\n")
+    print("| encoder | agreement (cases) | per slice | embedding error | worst modality |\n|---|---|---|---|---|")
     if "weights" in args.what:
         int8_weights = nncf.CompressWeightsMode.INT8_ASYM
         report("INT8 weights everywhere", nncf.compress_weights(fresh(), mode=int8_weights))
@@ -86,11 +94,13 @@ def main() -> None:
             "recipe, MEAN_QUANTILE ranges": {
                 "activations_range_estimator_params": RangeEstimatorParametersSet.MEAN_QUANTILE
             },
+            "recipe, HISTOGRAM ranges": {"activations_range_estimator_params": RangeEstimatorParametersSet.HISTOGRAM},
+            "recipe, fast bias correction": {"disable_bias_correction": False},
             "recipe, MIXED preset": {"preset": nncf.QuantizationPreset.MIXED},
         }
         ignored = [name for names in float_scope(fresh(), spec).values() for name in names]
         for label, changes in variants.items():
-            report(label, quantize_encoder(fresh(), calib, ignored, **changes))
+            report(label, quantize_encoder(fresh(), calib, ignored, target, **changes))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from msam_export.contract import preprocess
 from msam_export.data import load_case
 from msam_export.export.parity import sample_path
 from msam_export.runtime import Predictor, open_model
-from msam_export.verify.system import cpu_info, int8_pays_off
+from msam_export.system import cpu_info, int8_pays_off
 
 CASES = ("2DBox_US_HC18-000.npz", "2DBox_Fundus_CHASEDB1-Image01L.npz", "2DBox_Microscope_DSB2018-stardist.npz")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from msam_export.artifact import ENCODER_INPUT
+from msam_export.artifact import read_record as read_metadata
 from msam_export.contract import preprocess
 from msam_export.data import load_case
-from msam_export.export.metadata import read_metadata
 from msam_export.export.parity import sample_path
-from msam_export.runtime.backends import ENCODER_INPUT
 from msam_export.zoo import get_spec
 
 SAMPLE = "2DBox_US_HC18-000.npz"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LiteMedSAM latency on the lent device machine's Xeon (AVX512-VNNI, AMX): PyTorch eager,
+# LiteMedSAM latency on a Xeon (AVX512-VNNI, AMX): PyTorch eager,
 # ONNX Runtime FP32, OpenVINO FP32 / BF16 / INT8 / INT8 with BF16 elsewhere, at 2, 8 and 16
 # threads; one benchmarks/latency.py table per thread count under $OUT. Environment:
 # MODEL (zoo name, default litemedsam), THREADS ("2 8 16"), INT8_DIR (.xeon/ov-int8; empty:

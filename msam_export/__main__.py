@@ -1,3 +1,5 @@
+"""``python -m msam_export``: the command line."""
+
 from .cli import main
 
 main()

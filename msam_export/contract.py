@@ -2,9 +2,10 @@
 
 This module is the single implementation of the pre- and postprocessing that the
 original PyTorch code of MedficientSAM and LiteMedSAM performs around the networks
-(see ``docs/PIPELINE.md``, sections "Preprocessing", "Boxes" and "Postprocessing").
-The PyTorch, ONNX Runtime and OpenVINO backends all call it, so they see the same
-tensors.
+(see ``docs/PIPELINE.md``, sections "Preprocessing", "Boxes", "Postprocessing" and
+"3D cases"). The PyTorch, ONNX Runtime and OpenVINO backends all call it, so they see
+the same tensors. It needs numpy only, and reproduces the original torch and OpenCV
+operations bit for bit.
 
 Two resize rules exist for the longest side:
 
@@ -12,9 +13,8 @@ Two resize rules exist for the longest side:
     ``F.interpolate`` on the uint8 NCHW tensor, bilinear, ``align_corners=False``,
     ``antialias=False``. Torch accepts uint8 for this and returns uint8: its native
     uint8 kernel interpolates in fixed point and rounds, so the result is *not*
-    always ``round(float_bilinear)`` (it differs by 1 on some pixels). We therefore
-    call torch itself on the uint8 tensor. The AVX2 and the default (no-SIMD) CPU
-    kernels give identical results, as do NCHW and channels-last layouts.
+    always ``round(float_bilinear)`` (it differs by 1 on some pixels). That kernel is
+    re-implemented here in numpy (:func:`bilinear_uint8`), bit for bit.
 
 ``"area"`` (LiteMedSAM, S=256)
     ``cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)`` on the uint8 HWC image,
@@ -38,12 +38,11 @@ Two resize rules exist for the longest side:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 RESIZE_RULES = ("bilinear", "area")
 _COEF_BITS = 11
@@ -119,20 +118,61 @@ def _min_max(image: np.ndarray) -> np.ndarray:
 
 
 def bilinear_uint8(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Torch's uint8 bilinear resize (align_corners=False, no antialias).
+    """Torch's uint8 bilinear resize (``F.interpolate`` on the uint8 NCHW tensor,
+    align_corners=False, no antialias), in numpy.
+
+    Torch resizes uint8 separably in fixed point: per axis, source taps and float64
+    weights normalised to sum 1, turned into integers with the most bits that keep the
+    largest weight below 2**15; each output is ``(sum(x * w) + 2**(p-1)) >> p``, clipped
+    to [0, 255]; the horizontal pass first, rounded to uint8, then the vertical pass. An
+    axis whose size does not change is copied.
 
     Args:
         image: uint8 (H, W, C).
         hw: output (h, w).
 
     Returns:
-        uint8 (h, w, C), exactly what ``F.interpolate`` gives on the uint8 NCHW tensor.
+        uint8 (h, w, C), bit-identical to torch's result.
     """
-    nchw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    out = F.interpolate(nchw, size=hw, mode="bilinear", align_corners=False, antialias=False)
-    if out.dtype != torch.uint8:  # pragma: no cover - guards a torch behaviour change
-        raise RuntimeError(f"torch returned {out.dtype} for a uint8 bilinear resize")
-    return np.ascontiguousarray(out[0].numpy().transpose(1, 2, 0))
+    out = np.asarray(image, dtype=np.uint8)
+    if out.shape[1] != hw[1]:
+        out = _resample_uint8(out, hw[1], axis=1)
+    if out.shape[0] != hw[0]:
+        out = _resample_uint8(out, hw[0], axis=0)
+    return np.ascontiguousarray(out)
+
+
+@lru_cache(maxsize=64)
+def _uint8_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Source indices (dst, 3), integer weights (dst, 3) and their precision (bits) of one axis,
+    as torch's ``_compute_index_ranges_int16_weights`` computes them for bilinear."""
+    scale = src / dst
+    center = scale * (np.arange(dst, dtype=np.float64) + 0.5)
+    first = np.maximum(np.floor(center - 0.5), 0)
+    count = np.minimum(np.floor(center + 1.5), src) - first
+    taps = np.arange(3, dtype=np.float64)
+    position = first[:, None] + taps[None, :]
+    weight = np.clip(1.0 - np.abs(position - center[:, None] + 0.5), 0.0, None)
+    weight = np.where(taps[None, :] < count[:, None], weight, 0.0)
+    total = (weight[:, 0:1] + weight[:, 1:2]) + weight[:, 2:3]  # torch's summation order
+    weight = weight / total
+    largest = float(weight.max())
+    precision = next((p for p in range(22) if int(0.5 + largest * (1 << (p + 1))) >= 1 << 15), 22)
+    fixed = np.floor(0.5 + weight * float(1 << precision)).astype(np.int64)
+    index = np.minimum(position, src - 1).astype(np.intp)
+    return index, fixed, precision
+
+
+def _resample_uint8(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """One fixed-point pass of :func:`bilinear_uint8` along ``axis`` (0: rows, 1: columns)."""
+    index, weight, precision = _uint8_taps(image.shape[axis], size)
+    shape = [1, 1, 1]
+    shape[axis] = size
+    total = np.full(1, 1 << (precision - 1), dtype=np.int64)
+    for tap in range(3):
+        gathered = np.take(image, index[:, tap], axis=axis).astype(np.int64)
+        total = total + gathered * weight[:, tap].reshape(shape)
+    return np.clip(total >> precision, 0, 255).astype(np.uint8)
 
 
 def area_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -303,17 +343,110 @@ def postprocess(
 
     Returns:
         bool (N, H, W): bilinear to SxS, crop to [:h, :w], bilinear to (H, W), ``> 0``
-        (``align_corners=False`` both times), all N boxes in one batch.
+        (``align_corners=False`` both times), as torch's ``F.interpolate`` gives them.
+
+    The upsampling runs as two matrix products per step (fast, but rounded differently
+    from torch); a pixel whose value is too close to 0 for that rounding to be ignored is
+    recomputed exactly as torch computes it (:func:`bilinear_points`), so the masks equal
+    torch's bit for bit.
     """
     logits = np.asarray(low_res_logits, dtype=np.float32)
     if logits.ndim != 4 or logits.shape[1] != 1:
         raise ValueError(f"low_res_logits must be (N, 1, h, w), got {logits.shape}")
+    low = logits[:, 0]
     h, w = resized_hw
-    tensor = torch.from_numpy(np.ascontiguousarray(logits))
-    up = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-    up = up[..., :h, :w]
-    full = F.interpolate(up, size=tuple(original_hw), mode="bilinear", align_corners=False)
-    return (full[:, 0] > 0).numpy()
+    frame = low if low.shape[1:] == (size, size) else bilinear_fast(low, (size, size))
+    full = bilinear_fast(frame[:, :h, :w], tuple(original_hw))
+    masks = full > 0
+    # each fast or exact pass is within a few float32 ulps of the largest input magnitude
+    bound = _ROUNDING_ULPS * np.finfo(np.float32).eps * np.abs(low).max(axis=(1, 2))
+    n, ys, xs = np.nonzero(np.abs(full) < bound[:, None, None])
+    if n.size:
+        masks[n, ys, xs] = _exact_logits(low, n, ys, xs, (h, w), tuple(original_hw), size) > 0
+    return masks
+
+
+_ROUNDING_ULPS = 64
+
+
+@lru_cache(maxsize=64)
+def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i0, i1, w0, w1) of torch's float bilinear along one axis (align_corners=False).
+
+    The source coordinate ``scale * (d + 0.5) - 0.5`` is rounded once, as torch's compiled
+    kernel computes it (a fused multiply-add), then clamped at 0."""
+    if src == dst:
+        same = np.arange(dst)
+        return same, same, np.ones(dst, np.float32), np.zeros(dst, np.float32)
+    scale = np.float32(src) / np.float32(dst)
+    real = (np.float64(scale) * (np.arange(dst) + 0.5) - 0.5).astype(np.float32)
+    real = np.maximum(real, np.float32(0))
+    i0 = np.minimum(np.floor(real).astype(np.intp), src - 1)
+    w1 = np.clip(real - i0.astype(np.float32), 0, 1).astype(np.float32)
+    i1 = i0 + (i0 < src - 1)
+    for array in (i0, i1, w1):
+        array.flags.writeable = False
+    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
+
+
+@lru_cache(maxsize=64)
+def _linear_matrix(src: int, dst: int) -> np.ndarray:
+    """float32 (src, dst): column d holds the two weights of output d at its source rows."""
+    i0, i1, w0, w1 = _linear_taps(src, dst)
+    matrix = np.zeros((src, dst), np.float32)
+    columns = np.arange(dst)
+    matrix[i0, columns] += w0
+    matrix[i1, columns] += w1
+    matrix.flags.writeable = False
+    return matrix
+
+
+def bilinear_fast(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """float32 (N, h, w) -> (N, H, W) bilinear (align_corners=False) by two matrix products;
+    within a few ulps of torch's values, not bit-identical (see :func:`bilinear_points`)."""
+    rows = x if x.shape[2] == hw[1] else x @ _linear_matrix(x.shape[2], hw[1])
+    return rows if x.shape[1] == hw[0] else np.matmul(_linear_matrix(x.shape[1], hw[0]).T, rows)
+
+
+def _lerp(a: np.ndarray, w0: np.ndarray, b: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """Torch's two-tap sum: ``fma(a, w0, round(b * w1))`` in float32 (exact via float64)."""
+    return (a.astype(np.float64) * w0 + (b * w1).astype(np.float32)).astype(np.float32)
+
+
+def bilinear_points(
+    value: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    src_hw: tuple[int, int],
+    dst_hw: tuple[int, int],
+    ys: np.ndarray,
+    xs: np.ndarray,
+) -> np.ndarray:
+    """Torch's float bilinear output (align_corners=False) at output pixels (ys, xs), exactly.
+
+    ``value(rows, cols)`` gives the source values at those indices (float32)."""
+    y0, y1, wy0, wy1 = (t[ys] for t in _linear_taps(src_hw[0], dst_hw[0]))
+    x0, x1, wx0, wx1 = (t[xs] for t in _linear_taps(src_hw[1], dst_hw[1]))
+    top = _lerp(value(y0, x0), wx0, value(y0, x1), wx1)
+    bottom = _lerp(value(y1, x0), wx0, value(y1, x1), wx1)
+    return _lerp(top, wy0, bottom, wy1)
+
+
+def _exact_logits(
+    low: np.ndarray,
+    n: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    resized_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+    size: int,
+) -> np.ndarray:
+    """The full-resolution logits of boxes ``n`` at (ys, xs), exactly as torch computes them."""
+
+    def in_frame(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if low.shape[1:] == (size, size):
+            return low[n, rows, cols]
+        return bilinear_points(lambda r, c: low[n, r, c], low.shape[1:], (size, size), rows, cols)
+
+    return bilinear_points(in_frame, resized_hw, original_hw, ys, xs)
 
 
 def paint_labels(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -24,16 +24,18 @@ Every problem raises ``DataError`` with a one-line message naming the file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from msam_export.errors import DataError
+from .errors import DataError, MsamError
+from .files import atomic_file
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+"""The real sample cases shipped with the package: ``imgs/`` and ``gts/`` (see its ATTRIBUTION.md)."""
 
 _FLOAT_KINDS = "f"
 _INT_KINDS = "iu"
@@ -247,6 +249,22 @@ def load_ground_truth(
     return gts, spacing
 
 
+def data_dirs(data: str | os.PathLike[str], gts: str | os.PathLike[str] | None = None) -> tuple[Path, Path | None]:
+    """(inputs dir, ground-truth dir or None) of a ``--data`` argument: a challenge root holding
+    ``imgs/`` (and ``gts/``), an ``imgs/`` dir with ``gts/`` beside it, or a dir of inputs.
+    An explicit ``gts`` wins."""
+    data = Path(data)
+    if (data / "imgs").is_dir():
+        inputs, beside = data / "imgs", data / "gts"
+    elif data.name == "imgs":
+        inputs, beside = data, data.parent / "gts"
+    else:
+        inputs, beside = data, None
+    if gts is not None:
+        return inputs, Path(gts)
+    return inputs, beside if beside is not None and beside.is_dir() else None
+
+
 def list_cases(directory: str | os.PathLike[str]) -> list[Path]:
     """The ``*.npz`` files of ``directory``, sorted by name."""
     directory = Path(directory)
@@ -277,9 +295,7 @@ def _as_label_map(path: Path, segs: np.ndarray) -> np.ndarray:
 def save_segmentation(path: str | os.PathLike[str], segs: np.ndarray, spacing: Sequence[float] | None = None) -> None:
     """Write ``segs`` ((H,W) or (D,H,W) labels, stored as uint16) and optional spacing.
 
-    Atomic: the archive is written to a temporary file in the same directory, synced,
-    then renamed over ``path``; on any failure the temporary file is removed and an
-    existing ``path`` is left untouched.
+    Atomic (``files.atomic_file``): an existing ``path`` is replaced only by a complete file.
     """
     path = Path(path)
     arrays = {"segs": _as_label_map(path, segs)}
@@ -287,35 +303,8 @@ def save_segmentation(path: str | os.PathLike[str], segs: np.ndarray, spacing: S
         values = np.asarray(spacing, dtype=np.float64)
         arrays["spacing"] = values
         _check_spacing(path, values, values.size)
-    _atomic_write_npz(path, arrays)
-
-
-def _atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(path, "wb") as handle:
             np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):
-            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-        raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Best effort: make the rename durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    except MsamError as exc:
+        raise DataError(str(exc)) from None

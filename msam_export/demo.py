@@ -1,28 +1,26 @@
-"""``msam-export demo``: the embedded default end to end.
+"""``demo``: ``publish`` from the embedded default checkpoint, plus a calibration, then ``gate``.
 
-Real LiteMedSAM weights and the bundled real sample cases -> ONNX -> OpenVINO FP32 ->
-calibration slices -> OpenVINO INT8 -> verify (one PyTorch reference run shared by all
-three) -> publish -> gate, then one table. Every step is the library function the
-matching command calls.
+Real LiteMedSAM weights and the bundled real sample cases -> calibration slices -> ONNX ->
+OpenVINO FP32 -> OpenVINO INT8 -> verify (one PyTorch reference run shared by all three) ->
+publish (what passed) -> gate, then one table. Every default (limits, drift, budget) is the
+one the commands use.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MsamError, ParityError
-from .files import check_output_dir, staged_output
+from .data import SAMPLES
+from .errors import MsamError
+from .files import PathLike, staged_output
 from .progress import Steps
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-# The demo verifies on every 2D sample and the smallest 3D one (20 slices to encode): well
-# under 15 minutes on 2 cores. --quick (CI) drops the 3D case; --all-cases takes all nine.
-# Calibration slices always come from all bundled samples.
+# The demo verifies on every 2D sample and the smallest 3D one (20 slices to encode); --quick
+# (CI) drops the 3D case; --all-cases takes all nine. Calibration always uses all samples.
 DEMO_CASES = (
     "2DBox_Fundus_CHASEDB1-Image01L.npz",
     "2DBox_Microscope_AxonSEM-rat2data5.npz",
@@ -35,13 +33,14 @@ QUICK_CASES = DEMO_CASES[:5]
 FORMATS = ("onnx", "openvino", "openvino-int8")
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    cases: tuple[str, ...] = DEMO_CASES
-    calib_slices: int = 40
-    max_drift: float = 0.05
-    max_float_modules: int = 2
-    threads: int | None = None
+@dataclass
+class DemoResult:
+    """The summary rows, the gate's checks and verdict, and where everything is."""
+
+    output: Path
+    rows: list[dict[str, Any]]
+    gate: list[Any]
+    passed: bool
 
 
 def demo_cases(names: tuple[str, ...], data: Path = SAMPLES) -> list[Path]:
@@ -52,95 +51,53 @@ def demo_cases(names: tuple[str, ...], data: Path = SAMPLES) -> list[Path]:
     return paths
 
 
-def _build(fmt: str, work: Path, checkpoint: Path, calib: Path, options: DemoOptions, steps: Steps) -> Path:
-    from .export.pipeline import export_onnx, export_openvino
-    from .quantize import Budget, quantize_openvino
-
-    out = work / fmt
-    if fmt == "onnx":
-        export_onnx(checkpoint, out, steps=steps)
-    elif fmt == "openvino":
-        export_openvino(work / "onnx", out, steps=steps)
-    else:
-        budget = Budget(max_float_modules=options.max_float_modules, max_seconds=300)
-        quantize_openvino(
-            work / "openvino", out, calib, options.max_drift, steps=steps, budget=budget, threads=options.threads
-        )
-    return out
-
-
-def _calibrate(cases: list[Path], checkpoint: Path, path: Path, options: DemoOptions, steps: Steps) -> None:
-    from .calibrate import build_calibration, save_calibration
-    from .checkpoints import load_checkpoint
-
-    loaded = load_checkpoint(checkpoint)
-    with steps.step("calibrate", f"{options.calib_slices} slices of {len(cases)} bundled sample cases"):
-        calib, _ = build_calibration(cases, loaded.model, loaded.spec, options.calib_slices, 0, 0.25)
-        save_calibration(path, calib)
-
-
 def run_demo(
-    out_dir: Path,
-    options: DemoOptions = DemoOptions(),
-    force: bool = False,
-    steps: Steps | None = None,
+    output: PathLike = "msam-demo",
+    *,
+    cases: tuple[str, ...] = DEMO_CASES,
+    calib_slices: int = 40,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: Steps | None = None,
     on_case: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Runs the whole chain into ``out_dir`` (bundle/, verify/, calib.npz, gate.xml, summary.md);
-    returns {"rows": table rows, "gate": checks, "passed": bool}.
-
-    Only artifacts that pass their verify are published (as ``publish`` does without
-    ``--force``); the table says why any other was withheld. The gate then checks the bundle."""
+) -> DemoResult:
+    """Runs the whole chain into ``output``: ``bundle/`` (what passed verify), ``verify/*.json``
+    and ``*.html``, ``calib.npz``, ``gate.xml`` (JUnit) and ``summary.md``."""
+    from .calibrate import calibrate
     from .checkpoints import default_checkpoint_path
-    from .publish import GateLimits, passed, publish_bundle, run_gate
+    from .publish import passed, publish, run_gate
     from .publish.junit import write_junit
-    from .publish.oneshot import verify_thresholds
-    from .runtime import open_model
-    from .verify import run_verify
-    from .verify.render import write_report
 
-    steps = steps or Steps(quiet=True)
-    check_output_dir(out_dir, force)
+    steps = progress or Steps(quiet=True)
     checkpoint = default_checkpoint_path()
-    cases = demo_cases(options.cases)
-    limits = GateLimits()
-    with staged_output(out_dir, force) as stage, tempfile.TemporaryDirectory(dir=stage.parent) as tmp:
-        work = Path(tmp)
-        _calibrate(sorted((SAMPLES / "imgs").glob("*.npz")), checkpoint, stage / "calib.npz", options, steps)
-        reference = open_model(checkpoint, options.threads, need="verify")
-        cache: dict = {}
-        pairs = []
-        (stage / "verify").mkdir()
-        not_built: dict[str, str] = {}
-        for fmt in FORMATS:
-            try:
-                artifact = _build(fmt, work, checkpoint, stage / "calib.npz", options, steps)
-            except ParityError as exc:  # e.g. INT8 beyond --max-drift: report it, go on
-                steps.note(f"[yellow]{fmt} not built: {exc}[/]")
-                not_built[fmt] = str(exc)
-                continue
-            thresholds = verify_thresholds(limits.for_artifact(fmt))
-            candidate = open_model(artifact, options.threads, need="verify")
-            with steps.step("verify", f"{fmt} on {len(cases)} cases"):
-                report = run_verify(candidate, reference, cases, SAMPLES / "gts", 1, thresholds, on_case, cache)
-            write_report(stage / "verify" / f"{fmt}.json", report)
-            pairs.append((artifact, stage / "verify" / f"{fmt}.json"))
-        verdicts = {a.name: json.loads(v.read_text())["verdict"] for a, v in pairs}
-        publishable = [(a, v) for a, v in pairs if verdicts[a.name]["passed"]]
-        if not publishable:
-            raise MsamError("no artifact passed verify; nothing to publish (see OUTPUT/verify/*.json)")
-        with steps.step("publish", f"bundle/: {', '.join(a.name for a, _ in publishable)}"):
-            manifest = publish_bundle(publishable, stage / "bundle")
+    demo_cases(cases)
+    output = Path(output)
+    with staged_output(output, overwrite) as stage:
+        with steps.step("calibrate", f"{calib_slices} slices of the bundled samples"):
+            calibrate(SAMPLES, stage / "calib.npz", model=checkpoint, n=calib_slices, val_fraction=0.25)
+        release = publish(
+            checkpoint,
+            stage / "bundle",
+            formats=FORMATS,
+            data=SAMPLES,
+            cases=cases,
+            calibration=stage / "calib.npz",
+            threads=threads,
+            withhold_failed=True,
+            verify_dir=stage / "verify",
+            progress=steps,
+            on_case=on_case,
+        )
         with steps.step("gate", "bundle/ against its PyTorch reference"):
-            checks = run_gate(stage / "bundle", None, limits)
+            checks = run_gate(stage / "bundle")
         write_junit(stage / "gate.xml", checks)
-        rows = summary_rows(manifest, pairs, checkpoint)
+        rows = summary_rows(release.verified, release.sizes, checkpoint)
         for row in rows[1:]:
-            verdict = verdicts[row["artifact"]]
-            row["published"] = "yes" if verdict["passed"] else "withheld: " + "; ".join(verdict["failures"])
-        rows += [_not_built_row(fmt, reason) for fmt, reason in not_built.items()]
+            reason = release.withheld.get(row["artifact"])
+            row["published"] = f"withheld: {reason}" if reason else "yes"
+        rows += [_not_built_row(fmt, reason) for fmt, reason in release.not_built.items()]
         (stage / "summary.md").write_text(summary_markdown(rows, passed(checks)))
-    return {"rows": rows, "gate": checks, "passed": passed(checks)}
+    return DemoResult(output, rows, checks, passed(checks))
 
 
 def _not_built_row(fmt: str, reason: str) -> dict[str, Any]:
@@ -149,15 +106,12 @@ def _not_built_row(fmt: str, reason: str) -> dict[str, Any]:
     return {"artifact": fmt, **metrics, "published": f"not built: {reason}"}
 
 
-def _size_mb(folder: Path, suffixes: tuple[str, ...] = (".onnx", ".bin", ".xml")) -> float:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in suffixes) / 1e6
-
-
-def summary_rows(manifest: dict[str, Any], pairs: list[tuple[Path, Path]], checkpoint: Path) -> list[dict[str, Any]]:
-    """One row per artifact plus the PyTorch reference: size, agreement, DSC/NSD, latency, speed-up."""
+def summary_rows(verified: dict[str, Path], sizes: dict[str, int], checkpoint: Path) -> list[dict[str, Any]]:
+    """One row per verified artifact plus the PyTorch reference: size of the graph files,
+    agreement, DSC/NSD, latency, speed-up."""
     rows = []
-    for artifact, verify_path in pairs:
-        overall = json.loads(verify_path.read_text())["overall"]
+    for name, verify_path in verified.items():
+        overall = json.loads(Path(verify_path).read_text())["overall"]
         if not rows:
             rows.append(
                 {
@@ -173,8 +127,8 @@ def summary_rows(manifest: dict[str, Any], pairs: list[tuple[Path, Path]], check
             )
         rows.append(
             {
-                "artifact": artifact.name,
-                "size_mb": _size_mb(artifact),
+                "artifact": name,
+                "size_mb": sizes.get(name, float("nan")) / 1e6,
                 "agreement": overall["agreement_dsc"],
                 "dsc": overall["candidate_dsc"],
                 "nsd": overall["candidate_nsd"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class MsamError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
@@ -27,3 +30,11 @@ class RefusedError(MsamError):
     """An artifact refused for publishing (its verification failed or is not its own): exit code 1."""
 
     exit_code = 1
+
+
+def require(module: str, extra: str, purpose: str) -> ModuleType:
+    """Imports ``module``, or raises MsamError (exit 2) naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MsamError(f"{purpose} needs {module.split('.')[0]}: pip install 'msam-export[{extra}]'") from None

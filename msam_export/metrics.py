@@ -36,7 +36,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+
+def _ndimage():
+    """scipy.ndimage, imported when a metric is computed (importing this module stays light)."""
+    from scipy import ndimage
+
+    return ndimage
+
 
 NSD_DSC_THRESHOLD = 0.2
 """NSD is only computed where DSC exceeds this; below it NSD counts as 0."""
@@ -217,7 +224,7 @@ def _spacing_for(ndim: int, spacing: Sequence[float] | None) -> tuple[float, ...
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Slices of the tight bounding box of a boolean mask, or None when it is empty."""
-    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    boxes = _ndimage().find_objects(mask.astype(np.uint8))
     return boxes[0] if boxes else None
 
 
@@ -238,7 +245,7 @@ def _distance_to(border: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Distance from every grid corner to the nearest border corner (inf if none)."""
     if not border.any():
         return np.full(border.shape, np.inf)
-    return ndimage.distance_transform_edt(~border, sampling=spacing)
+    return _ndimage().distance_transform_edt(~border, sampling=spacing)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -350,8 +357,8 @@ def _label_crops(segs: np.ndarray, gts: np.ndarray) -> list[tuple[int, np.ndarra
     n = int(gts.max()) if gts.size else 0
     if n <= 0:
         return []
-    boxes_gt = ndimage.find_objects(gts, max_label=n)
-    boxes_seg = ndimage.find_objects(segs, max_label=n)
+    boxes_gt = _ndimage().find_objects(gts, max_label=n)
+    boxes_seg = _ndimage().find_objects(segs, max_label=n)
     out: list[tuple[int, np.ndarray | None, np.ndarray | None]] = []
     for label, (bg, bs) in enumerate(zip(boxes_gt, boxes_seg, strict=True), start=1):
         present = [b for b in (bg, bs) if b is not None]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from msam_export.contract import (
     Propagation,
     area_resize,
+    bilinear_uint8,
     mask_to_box,
     paint_labels,
     postprocess,
@@ -380,3 +381,72 @@ def test_margin_rule_keeps_the_label_value_quirk() -> None:
     assert rule.next_box(mask, 1, 256, "area") is None
     assert rule.next_box(mask, 7, 256, "area") is None
     np.testing.assert_array_equal(rule.next_box(mask, 9, 256, "area"), [125 - 3, 125 - 3, 125 + 3, 125 + 3])
+
+
+# --- numpy against the original torch operations ------------------------------------------
+
+
+def _torch_uint8_bilinear(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """What MedficientSAM's code does: F.interpolate on the uint8 NCHW tensor."""
+    nchw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return (
+        F.interpolate(nchw, size=hw, mode="bilinear", align_corners=False, antialias=False)[0]
+        .numpy()
+        .transpose(1, 2, 0)
+    )
+
+
+def _torch_postprocess(logits: np.ndarray, resized_hw, original_hw, size: int) -> np.ndarray:
+    """What the original code does: bilinear to SxS, crop, bilinear to (H, W), > 0, in torch."""
+    up = F.interpolate(torch.from_numpy(logits), size=(size, size), mode="bilinear", align_corners=False)
+    up = up[..., : resized_hw[0], : resized_hw[1]]
+    return (F.interpolate(up, size=tuple(original_hw), mode="bilinear", align_corners=False)[:, 0] > 0).numpy()
+
+
+ODD_SHAPES = [(1, 1), (1, 700), (700, 1), (2, 3), (257, 255), (511, 513), (1023, 17), (540, 800), (960, 999)]
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_uint8_bilinear_equals_torch(shape, channels) -> None:
+    image = _random((*shape, channels), seed=shape[0] * 7 + shape[1])
+    for hw in (resized_shape(*shape, 512), (shape[0] + 5, max(1, shape[1] // 3))):
+        if min(hw) >= 1:
+            np.testing.assert_array_equal(bilinear_uint8(image, hw), _torch_uint8_bilinear(image, hw))
+
+
+def _smooth_logits(n: int, seed: int) -> np.ndarray:
+    """Logits crossing zero along curves, plus noise: masks with long, irregular boundaries."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    out = [
+        np.sin(yy / (5 + k)) * 9 + np.cos(xx / (8 + k)) * 7 + rng.standard_normal((256, 256)) * 0.05 for k in range(n)
+    ]
+    return np.stack(out).astype(np.float32)[:, None]
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("size", [256, 512])
+def test_postprocess_equals_torch_bit_for_bit(shape, size) -> None:
+    resized = resized_shape(*shape, size)
+    if min(resized) < 1:
+        pytest.skip(f"{shape} resizes to nothing at {size}")
+    logits = _smooth_logits(3, seed=sum(shape) + size)
+    np.testing.assert_array_equal(
+        postprocess(logits, resized, shape, size), _torch_postprocess(logits, resized, shape, size)
+    )
+
+
+def test_contract_equals_torch_on_every_bundled_case() -> None:
+    from msam_export.data import SAMPLES, list_cases, load_case
+
+    for path in list_cases(SAMPLES / "imgs"):
+        case = load_case(path)
+        image = case.image if not case.is_3d else case.image[int(case.boxes[0, 2] + case.boxes[0, 5]) // 2]
+        hwc = image if image.ndim == 3 else image[:, :, None]
+        for size in (512, 256):
+            hw = resized_shape(*hwc.shape[:2], size)
+            np.testing.assert_array_equal(bilinear_uint8(hwc, hw), _torch_uint8_bilinear(hwc, hw), err_msg=path.name)
+            logits = _smooth_logits(2, seed=size)
+            expected = _torch_postprocess(logits, hw, hwc.shape[:2], size)
+            np.testing.assert_array_equal(postprocess(logits, hw, hwc.shape[:2], size), expected, err_msg=path.name)

@@ -316,17 +316,25 @@ def test_save_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-def test_save_into_missing_directory(tmp_path: Path) -> None:
+def test_save_into_missing_directory_creates_it(tmp_path: Path) -> None:
     path = tmp_path / "absent" / "2DBox_US_x.npz"
-    with pytest.raises(DataError, match=r"absent/2DBox_US_x\.npz.*cannot write"):
-        save_segmentation(path, np.zeros((4, 4), np.uint16))
-    assert not path.parent.exists()
+    save_segmentation(path, np.zeros((4, 4), np.uint16))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_save_where_the_parent_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(DataError, match="cannot write"):
+    with pytest.raises(DataError, match=f"cannot write {blocker / '2DBox_US_x.npz'} "):
         save_segmentation(blocker / "2DBox_US_x.npz", np.zeros((4, 4), np.uint16))
     assert blocker.read_text() == "x"
 
@@ -355,7 +363,7 @@ def test_save_when_creating_the_file_is_denied(tmp_path: Path, monkeypatch: pyte
         return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "open", deny)
-    with pytest.raises(DataError, match=r"2DBox_US_x\.npz: cannot write \(Permission denied\)"):
+    with pytest.raises(DataError, match=r"^cannot write .*/2DBox_US_x\.npz \(Permission denied\)$"):
         save_segmentation(tmp_path / "2DBox_US_x.npz", np.zeros((4, 4), np.uint16))
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []

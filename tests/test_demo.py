@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from msam_export.demo import DEMO_CASES, QUICK_CASES, SAMPLES, demo_cases, summary_markdown, summary_rows
+from msam_export.data import SAMPLES
+from msam_export.demo import DEMO_CASES, QUICK_CASES, demo_cases, summary_markdown, summary_rows
 from msam_export.errors import MsamError
 
 
@@ -32,15 +33,11 @@ def test_summary_rows_and_table(tmp_path):
         "wall_ms_median": 500.0,
         "reference_wall_ms_median": 1500.0,
     }
-    artifact = tmp_path / "openvino-int8"
-    artifact.mkdir()
-    (artifact / "encoder.bin").write_bytes(b"x" * 2_000_000)
-    (artifact / "export.json").write_text("{}")  # not counted in the size
     verify = tmp_path / "v.json"
     verify.write_text(json.dumps({"overall": overall}))
     checkpoint = tmp_path / "ckpt.pth"
     checkpoint.write_bytes(b"x" * 4_000_000)
-    rows = summary_rows({}, [(artifact, verify)], checkpoint)
+    rows = summary_rows({"openvino-int8": verify}, {"openvino-int8": 2_000_000}, checkpoint)
     assert [r["artifact"] for r in rows] == ["pytorch (reference)", "openvino-int8"]
     assert rows[1]["speedup"] == pytest.approx(3.0) and rows[1]["size_mb"] == pytest.approx(2.0)
     assert rows[0]["dsc"] == 0.8 and rows[1]["dsc"] == 0.79

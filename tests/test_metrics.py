@@ -350,3 +350,39 @@ def test_case_scores_rejects_mismatched_maps() -> None:
         case_scores(np.zeros((3, 3), np.uint8), np.zeros((3, 4), np.uint8))
     with pytest.raises(ValueError, match="integer"):
         case_scores(np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8))
+
+
+def _official_scores() -> list:
+    """The challenge's own ``compute_metrics.py`` run on its official LiteMedSAM outputs."""
+    import csv
+
+    from conftest import FIXTURES
+
+    with open(FIXTURES / "challenge-metrics-official.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [pytest.param(r["case"], float(r["dsc"]), float(r["nsd"]), id=r["case"]) for r in rows]
+
+
+def _official_case(name: str) -> tuple:
+    """(official segs, gts, spacing) of a case, from the bundled samples or ../shared."""
+    from conftest import FIXTURES, REPO, SHARED_DATA, SHARED_GOLDEN
+
+    samples = REPO / "msam_export" / "samples"
+    for segs_dir, data in (
+        (FIXTURES / "litemedsam-official", samples),
+        (SHARED_GOLDEN / "litemedsam-official", SHARED_DATA),
+    ):
+        segs, gts, imgs = segs_dir / name, data / "gts" / name, data / "imgs" / name
+        if segs.is_file() and gts.is_file() and imgs.is_file():
+            with np.load(imgs) as case:
+                spacing = tuple(case["spacing"]) if "spacing" in case.files else None
+            return np.load(segs)["segs"], np.load(gts)["gts"], spacing
+    pytest.skip(f"{name}: official segs or gts absent (../shared not present)")
+
+
+@pytest.mark.parametrize("name,dsc,nsd", _official_scores())
+def test_challenge_scores_match_the_official_script(name: str, dsc: float, nsd: float) -> None:
+    segs, gts, spacing = _official_case(name)
+    scores = challenge_case_scores(segs, gts, spacing)
+    assert scores["dsc"] == pytest.approx(dsc, abs=1e-9)
+    assert scores["nsd"] == pytest.approx(nsd, abs=1e-9)

@@ -1,1 +1,5 @@
-"""Placeholder: filled in by a later issue."""
+"""Making artifacts: tracing to ONNX, converting to OpenVINO IR, parity against PyTorch."""
+
+from .pipeline import WEIGHT_FORMATS, export_onnx, export_openvino
+
+__all__ = ["WEIGHT_FORMATS", "export_onnx", "export_openvino"]

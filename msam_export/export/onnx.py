@@ -9,13 +9,10 @@ import onnx
 import torch
 from torch import nn
 
-from ..runtime.backends import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..zoo import EMBEDDING_SHAPE, MedSam, ModelSpec
 from .activations import traceable_activations
 
-ENCODER_FILE = "encoder.onnx"
-PREPROCESS_ENCODER_FILE = "encoder_preprocess.onnx"
-DECODER_FILE = "decoder.onnx"
 DEFAULT_OPSET = 17
 
 
@@ -49,8 +46,8 @@ def trace_preprocessing_encoder(model: MedSam, spec: ModelSpec, path: Path, opse
 
     module = PreprocessingEncoder(model.image_encoder, spec.input_size)
     image = torch.zeros(300, 400, 3, dtype=torch.uint8)
-    names = {"inputs": ["image"], "outputs": [ENCODER_OUTPUT, "resized_size", "original_size"]}
-    _export(module, (image,), path, opset, names, {"image": {0: "height", 1: "width"}})
+    names = {"inputs": [ENCODER_INPUT], "outputs": [ENCODER_OUTPUT, "resized_size", "original_size"]}
+    _export(module, (image,), path, opset, names, {ENCODER_INPUT: {0: "height", 1: "width"}})
 
 
 def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
@@ -59,7 +56,7 @@ def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAU
     embeddings = torch.zeros(EMBEDDING_SHAPE)
     boxes = torch.tensor([[10.0, 20.0, 100.0, 120.0], [30.0, 40.0, 200.0, 220.0]])
     names = {"inputs": list(DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)}
-    dynamic = {"boxes": {0: "num_boxes"}, "low_res_logits": {0: "num_boxes"}, "iou_predictions": {0: "num_boxes"}}
+    dynamic = {name: {0: "num_boxes"} for name in (DECODER_INPUTS[1], *DECODER_OUTPUTS)}
     _export(model.box_decoder(), (embeddings, boxes), path, opset, names, dynamic)
 
 

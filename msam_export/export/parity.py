@@ -5,17 +5,18 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..artifact import ENCODER_INPUT
 from ..contract import preprocess, transform_boxes
-from ..data import Case, load_case
+from ..data import SAMPLES, Case, load_case
 from ..metrics import agreement_dice
-from ..runtime import Backend, TorchBackend
+from ..runtime import Backend
+from ..runtime.torch_backend import TorchBackend
 from ..zoo import MedSam, ModelSpec
 
 # cases bundled with the package that every parity check also runs on (real images)
@@ -61,7 +62,7 @@ def synthetic_image(size: int) -> np.ndarray:
 
 def sample_path(name: str) -> Path:
     """Path of a bundled sample input case."""
-    return Path(str(resources.files("msam_export") / "samples" / "imgs" / name))
+    return SAMPLES / "imgs" / name
 
 
 def _parity_slice(case: Case) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +184,7 @@ def preprocess_parity(graph: Path, reference: Backend, spec: ModelSpec, cases: t
     rows = []
     for name in cases:
         image = raw_case_image(name)
-        embedding, resized, original = session.run(None, {"image": image})
+        embedding, resized, original = session.run(None, {ENCODER_INPUT: image})
         tensor, resized_hw = preprocess(image, spec.input_size, spec.resize)
         rows.append(
             {

@@ -1,4 +1,8 @@
-"""``msam-export onnx`` and ``msam-export openvino`` as library functions."""
+"""``export_onnx`` and ``export_openvino``: a checkpoint to parity-checked graphs.
+
+Both write into a staging directory and rename it at the end, so an artifact appears
+complete (graphs + export.json) or not at all; a parity failure writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..artifact import Artifact, graph_file, model_info, new_record, open_artifact, write_record
 from ..checkpoints import LoadedCheckpoint, load_checkpoint
 from ..errors import MsamError, ParityError
-from ..files import check_output_dir, sha256_of, staged_output
+from ..files import PathLike, check_output_dir, sha256_of, staged_output
 from ..progress import Steps
 from ..runtime import Backend, OnnxBackend, OpenVinoBackend
 from . import onnx as onnx_export
-from .metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
 from .parity import (
     FP16,
     FP32,
@@ -25,15 +29,10 @@ from .parity import (
     preprocess_parity,
 )
 
-PRECISIONS = ("fp32", "fp16")
+WEIGHT_FORMATS = ("fp32", "fp16")
 
 
-def _model_info(loaded: LoadedCheckpoint) -> dict[str, Any]:
-    spec = loaded.spec
-    return {"variant": spec.name, "title": spec.title, "input_size": spec.input_size, "resize": spec.resize}
-
-
-def _check_parity(
+def check_parity(
     candidate: Backend,
     loaded: LoadedCheckpoint,
     tolerance: Tolerance,
@@ -41,6 +40,8 @@ def _check_parity(
     what: str,
     cases: tuple[str, ...] = PARITY_CASES,
 ) -> dict[str, Any]:
+    """The candidate against the PyTorch model in float64 on the parity inputs; ParityError
+    (nothing written) beyond ``tolerance``."""
     with steps.step("parity", f"{candidate.name} vs PyTorch f64"):
         reference = cached_exact_reference(loaded.model, loaded.provenance.sha256)
         inputs = parity_inputs(loaded.spec, cases)
@@ -63,60 +64,63 @@ def _check_parity(
 def write_onnx(
     loaded: LoadedCheckpoint, folder: Path, opset: int, simplify: bool, steps: Steps, with_preprocess: bool = False
 ) -> dict[str, Any]:
-    """Traces, simplifies and checks the graphs into ``folder``; returns their metadata."""
-    graphs = {"encoder": onnx_export.ENCODER_FILE}
-    if loaded.model.has_decoder:
-        graphs["decoder"] = onnx_export.DECODER_FILE
-    if with_preprocess:
-        graphs["encoder_preprocess"] = onnx_export.PREPROCESS_ENCODER_FILE
+    """Traces, simplifies and checks the graphs into ``folder``; returns the record's ``graphs``."""
+    parts = ["encoder"] + (["decoder"] if loaded.model.has_decoder else [])
+    parts += ["encoder_preprocess"] if with_preprocess else []
+    files = {part: graph_file("onnx", part) for part in parts}
+    tracers = {
+        "encoder": onnx_export.trace_encoder,
+        "decoder": onnx_export.trace_decoder,
+        "encoder_preprocess": onnx_export.trace_preprocessing_encoder,
+    }
     with steps.step("trace", f"opset {opset}"):
-        onnx_export.trace_encoder(loaded.model, loaded.spec, folder / graphs["encoder"], opset)
-        if "decoder" in graphs:
-            onnx_export.trace_decoder(loaded.model, loaded.spec, folder / graphs["decoder"], opset)
-        if with_preprocess:
-            onnx_export.trace_preprocessing_encoder(
-                loaded.model, loaded.spec, folder / graphs["encoder_preprocess"], opset
-            )
+        for part, name in files.items():
+            tracers[part](loaded.model, loaded.spec, folder / name, opset)
     simplified = {}
     if simplify:
         with steps.step("simplify", "onnxsim"):
-            simplified = {part: onnx_export.simplify(folder / f) for part, f in graphs.items()}
+            simplified = {part: onnx_export.simplify(folder / name) for part, name in files.items()}
         for part, status in simplified.items():
             if status != "ok":
                 steps.note(f"[yellow]{part}: {status}[/]")
     with steps.step("check", "onnx.checker full_check"):
-        for f in graphs.values():
-            onnx_export.check(folder / f)
+        for name in files.values():
+            onnx_export.check(folder / name)
     return {
-        "graphs": {
-            part: {"file": f, **onnx_export.io_spec(folder / f), "simplified": simplified.get(part, "not requested")}
-            for part, f in graphs.items()
-        },
-        "files": list(graphs.values()),
+        part: {"file": name, **onnx_export.io_spec(folder / name), "simplified": simplified.get(part, "not requested")}
+        for part, name in files.items()
     }
 
 
+def _load(checkpoint: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> LoadedCheckpoint:
+    if not checkpoint.exists():
+        raise MsamError(f"{checkpoint}: no such file or directory")
+    with steps.step("load", checkpoint.name):
+        return load_checkpoint(checkpoint, variant=variant, trust_pickle=trust_pickle)
+
+
 def export_onnx(
-    checkpoint: Path,
-    out_dir: Path,
+    checkpoint: PathLike,
+    output: PathLike,
+    *,
     variant: str | None = None,
     trust_pickle: bool = False,
     opset: int = onnx_export.DEFAULT_OPSET,
     simplify: bool = True,
-    force: bool = False,
-    steps: Steps | None = None,
-    parity_cases: tuple[str, ...] = PARITY_CASES,
     with_preprocess: bool = False,
-) -> dict[str, Any]:
-    """Checkpoint -> ``out_dir/{encoder,decoder}.onnx`` + ``export.json``, parity-checked
-    against PyTorch in ONNX Runtime. Raises ParityError (nothing written) on drift.
+    overwrite: bool = False,
+    progress: Steps | None = None,
+    parity_cases: tuple[str, ...] = PARITY_CASES,
+) -> Artifact:
+    """Checkpoint -> ``output/{encoder,decoder}.onnx`` + ``export.json``, parity-checked against
+    PyTorch in ONNX Runtime. Raises ParityError (nothing written) on drift.
 
-    ``with_preprocess`` adds ``encoder_preprocess.onnx`` (uint8 (H,W,3) in; bilinear
-    models only: OpenCV's INTER_AREA has no exact graph form here)."""
-    steps = steps or Steps(quiet=True)
-    check_output_dir(out_dir, force)
-    with steps.step("load", checkpoint.name):
-        loaded = load_checkpoint(checkpoint, variant=variant, trust_pickle=trust_pickle)
+    ``with_preprocess`` adds ``encoder_preprocess.onnx`` (uint8 (H,W,3) in; bilinear models only:
+    OpenCV's INTER_AREA has no exact graph form)."""
+    steps = progress or Steps(quiet=True)
+    checkpoint, output = Path(checkpoint), Path(output)
+    check_output_dir(output, overwrite)
+    loaded = _load(checkpoint, variant, trust_pickle, steps)
     if with_preprocess and loaded.spec.resize != "bilinear":
         raise MsamError(
             f"--with-preprocess supports MedficientSAM's bilinear resize only; {loaded.spec.title} uses OpenCV "
@@ -124,28 +128,27 @@ def export_onnx(
         )
     if not loaded.model.has_decoder:
         steps.note("[yellow]encoder-only checkpoint: exporting the encoder alone[/]")
-    with staged_output(out_dir, force) as stage:
+    with staged_output(output, overwrite) as stage:
         graphs = write_onnx(loaded, stage, opset, simplify, steps, with_preprocess)
-        candidate = OnnxBackend(stage / graphs["files"][0], _decoder_path(stage, graphs))
-        parity = _check_parity(candidate, loaded, FP32, steps, "ONNX Runtime", parity_cases)
+        decoder = stage / graphs["decoder"]["file"] if "decoder" in graphs else None
+        candidate = OnnxBackend(stage / graphs["encoder"]["file"], decoder)
+        parity = check_parity(candidate, loaded, FP32, steps, "ONNX Runtime", parity_cases)
         if with_preprocess:
             parity["with_preprocess"] = _check_preprocess_parity(
-                stage / onnx_export.PREPROCESS_ENCODER_FILE, loaded, steps
+                stage / graphs["encoder_preprocess"]["file"], loaded, steps
             )
-        meta = {
-            "schema": SCHEMA,
-            "kind": "onnx",
-            "model": _model_info(loaded),
-            "source": loaded.provenance.to_dict(),
-            "options": {"opset": opset, "simplify": simplify, "with_preprocess": with_preprocess},
-            "versions": library_versions(),
-            "graphs": graphs["graphs"],
-            "files": file_table(stage, graphs["files"]),
-            "parity": parity,
-            "timings_s": steps.timings,
-        }
-        write_metadata(stage, meta)
-    return meta
+        record = new_record(
+            "onnx",
+            model=model_info(loaded.spec),
+            source=loaded.provenance.to_dict(),
+            options={"precision": "fp32", "opset": opset, "simplify": simplify, "with_preprocess": with_preprocess},
+            graphs=graphs,
+            folder=stage,
+            parity=parity,
+            timings=steps.timings,
+        )
+        write_record(stage, record)
+    return Artifact(output, record)
 
 
 def _check_preprocess_parity(graph: Path, loaded: LoadedCheckpoint, steps: Steps) -> dict[str, Any]:
@@ -162,94 +165,81 @@ def _check_preprocess_parity(graph: Path, loaded: LoadedCheckpoint, steps: Steps
     return result
 
 
-def _decoder_path(folder: Path, graphs: dict[str, Any]) -> Path | None:
-    decoder = graphs["graphs"].get("decoder")
-    return folder / decoder["file"] if decoder else None
-
-
-def _convert(onnx_file: Path, xml: Path, precision: str) -> None:
+def _convert(onnx_file: Path, xml: Path, weight_format: str) -> None:
     import openvino as ov
 
-    ov.save_model(ov.convert_model(str(onnx_file)), str(xml), compress_to_fp16=precision == "fp16")
+    ov.save_model(ov.convert_model(str(onnx_file)), str(xml), compress_to_fp16=weight_format == "fp16")
 
 
-def _onnx_source(src: Path, loaded: LoadedCheckpoint | None, work: Path, opts: dict, steps: Steps) -> dict[str, Any]:
-    """An ONNX export to convert: the given directory, or a fresh one in ``work``."""
-    if loaded is None:
-        meta = read_metadata(src)
-        if meta.get("kind") != "onnx":
-            raise MsamError(f"{src}: a {meta.get('kind')} export; openvino needs a checkpoint or an ONNX export dir")
-        graphs = {part: g for part, g in meta["graphs"].items() if part in ("encoder", "decoder")}
-        return {"dir": src, "graphs": graphs, "meta": meta}
-    graphs = write_onnx(loaded, work, opts["opset"], opts["simplify"], steps)
-    return {"dir": work, "graphs": graphs["graphs"], "meta": None}
-
-
-def _load_reference(src: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> LoadedCheckpoint:
-    """The PyTorch model behind SRC: the checkpoint itself, or the one an ONNX export names."""
-    if src.is_dir():
-        meta = read_metadata(src)
-        source = meta["source"]
-        ckpt = Path(source["path"])
-        if not ckpt.is_file() or sha256_of(ckpt) != source["sha256"]:
-            raise MsamError(f"{src}: its source checkpoint {ckpt} is gone or changed; parity needs it")
-        variant = variant or source["variant"]
-        src = ckpt
-    with steps.step("load", src.name):
-        return load_checkpoint(src, variant=variant, trust_pickle=trust_pickle)
+def _source_checkpoint(source: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> LoadedCheckpoint:
+    """The PyTorch model behind SOURCE: the checkpoint itself, or the one an ONNX export names."""
+    if source.is_dir():
+        record = open_artifact(source).record
+        recorded = record["source"]
+        checkpoint = Path(recorded["path"])
+        if not checkpoint.is_file() or sha256_of(checkpoint) != recorded["sha256"]:
+            raise MsamError(f"{source}: its source checkpoint {checkpoint} is gone or changed; parity needs it")
+        return _load(checkpoint, variant or recorded["variant"], trust_pickle, steps)
+    return _load(source, variant, trust_pickle, steps)
 
 
 def export_openvino(
-    src: Path,
-    out_dir: Path,
-    precision: str = "fp32",
+    source: PathLike,
+    output: PathLike,
+    *,
+    weight_format: str = "fp32",
     variant: str | None = None,
     trust_pickle: bool = False,
     opset: int = onnx_export.DEFAULT_OPSET,
     simplify: bool = True,
-    force: bool = False,
-    steps: Steps | None = None,
+    overwrite: bool = False,
+    progress: Steps | None = None,
     parity_cases: tuple[str, ...] = PARITY_CASES,
-) -> dict[str, Any]:
-    """Checkpoint or ONNX export dir -> ``out_dir/{encoder,decoder}.{xml,bin}`` + ``export.json``,
-    parity-checked in OpenVINO at f32 inference precision."""
-    if precision not in PRECISIONS:
-        raise MsamError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    steps = steps or Steps(quiet=True)
-    if not src.exists():
-        raise MsamError(f"{src}: no such file or directory")
-    check_output_dir(out_dir, force)
-    loaded = _load_reference(src, variant, trust_pickle, steps)
-    with staged_output(out_dir, force) as stage, tempfile.TemporaryDirectory(dir=stage.parent) as work:
-        source = _onnx_source(
-            src, None if src.is_dir() else loaded, Path(work), {"opset": opset, "simplify": simplify}, steps
+) -> Artifact:
+    """Checkpoint or FP32 ONNX artifact -> ``output/{encoder,decoder}.{xml,bin}`` + ``export.json``,
+    parity-checked in OpenVINO at f32 inference precision. ``weight_format`` "fp16" stores the
+    weights in fp16 (held to a mask-agreement tolerance instead of 1e-4)."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise MsamError(f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
+    steps = progress or Steps(quiet=True)
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise MsamError(f"{source}: no such file or directory")
+    onnx_source = open_artifact(source) if source.is_dir() else None
+    if onnx_source is not None and (onnx_source.kind != "onnx" or onnx_source.precision != "fp32"):
+        raise MsamError(
+            f"{source}: a {onnx_source.kind} {onnx_source.precision} artifact; openvino converts a "
+            "checkpoint or an FP32 ONNX artifact"
         )
-        files = []
-        with steps.step("convert", f"OpenVINO IR {precision}"):
-            for part, graph in source["graphs"].items():
-                _convert(source["dir"] / graph["file"], stage / f"{part}.xml", precision)
-                files += [f"{part}.xml", f"{part}.bin"]
-        decoder = stage / "decoder.xml" if "decoder" in source["graphs"] else None
-        candidate = OpenVinoBackend(stage / "encoder.xml", decoder, precision="f32")
-        tolerance = FP32 if precision == "fp32" else FP16
-        parity = _check_parity(candidate, loaded, tolerance, steps, f"OpenVINO {precision}", parity_cases)
-        onnx_meta = source["meta"]
-        meta = {
-            "schema": SCHEMA,
-            "kind": "openvino",
-            "model": _model_info(loaded),
-            "source": loaded.provenance.to_dict(),
-            "onnx_source": {"dir": str(src), "files": onnx_meta["files"]} if onnx_meta else "exported in this run",
-            "options": {
-                "precision": precision,
-                **(onnx_meta["options"] if onnx_meta else {"opset": opset, "simplify": simplify}),
-                "parity_inference_precision": "f32",
-            },
-            "versions": library_versions(),
-            "graphs": {part: {**g, "file": f"{part}.xml"} for part, g in source["graphs"].items()},
-            "files": file_table(stage, files),
-            "parity": parity,
-            "timings_s": steps.timings,
-        }
-        write_metadata(stage, meta)
-    return meta
+    check_output_dir(output, overwrite)
+    loaded = _source_checkpoint(source, variant, trust_pickle, steps)
+    with staged_output(output, overwrite) as stage, tempfile.TemporaryDirectory(dir=stage.parent) as work:
+        if onnx_source is None:
+            onnx_dir, graphs = Path(work), write_onnx(loaded, Path(work), opset, simplify, steps)
+            options = {"opset": opset, "simplify": simplify}
+        else:
+            onnx_dir = source
+            graphs = {part: g for part, g in onnx_source.record["graphs"].items() if part in ("encoder", "decoder")}
+            options = {k: onnx_source.record["options"].get(k) for k in ("opset", "simplify")}
+        with steps.step("convert", f"OpenVINO IR {weight_format}"):
+            for part, graph in graphs.items():
+                _convert(onnx_dir / graph["file"], stage / graph_file("openvino", part), weight_format)
+        candidate = OpenVinoBackend(
+            stage / graph_file("openvino", "encoder"),
+            stage / graph_file("openvino", "decoder") if "decoder" in graphs else None,
+        )
+        tolerance = FP32 if weight_format == "fp32" else FP16
+        parity = check_parity(candidate, loaded, tolerance, steps, f"OpenVINO {weight_format}", parity_cases)
+        record = new_record(
+            "openvino",
+            model=model_info(loaded.spec),
+            source=loaded.provenance.to_dict(),
+            options={"precision": weight_format, **options, "parity_inference_precision": "f32"},
+            graphs={part: {**g, "file": graph_file("openvino", part)} for part, g in graphs.items()},
+            folder=stage,
+            parity=parity,
+            timings=steps.timings,
+            onnx_source={"dir": str(source), "files": onnx_source.record["files"]} if onnx_source else None,
+        )
+        write_record(stage, record)
+    return Artifact(output, record)

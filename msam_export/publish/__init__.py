@@ -1,23 +1,26 @@
-"""Publish verified artifacts as a bundle (manifest.json, MODEL_CARD.md), check a bundle's
-integrity, and gate a new bundle against the last one.
-
-Importing this package stays light (no torch): ``check`` is a hashing tool. The one-shot
-export+verify+publish mode lives in ``msam_export.publish.oneshot``."""
+"""Publish verified artifacts as a bundle (manifest.json, MODEL_CARD.md, verify pages), check
+a bundle's integrity, and gate a new bundle against the last one."""
 
 from .bundle import artifact_pairs, publish_bundle
-from .check import FileStatus, check_bundle
-from .gate import Check, GateLimits, passed, run_gate
-from .manifest import SCHEMA, artifact_name, read_manifest
+from .check import BundleCheck, FileStatus, check_bundle
+from .gate import Check, GateResult, gate, passed, run_gate
+from .manifest import SCHEMA, read_manifest
+from .release import BUILDERS, Release, parse_formats, publish
 
 __all__ = [
+    "BUILDERS",
     "SCHEMA",
+    "BundleCheck",
     "Check",
     "FileStatus",
-    "GateLimits",
-    "artifact_name",
+    "GateResult",
+    "Release",
     "artifact_pairs",
     "check_bundle",
+    "gate",
+    "parse_formats",
     "passed",
+    "publish",
     "publish_bundle",
     "read_manifest",
     "run_gate",

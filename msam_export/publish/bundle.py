@@ -9,20 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..artifact import read_record
 from ..errors import MsamError, RefusedError
-from ..export.metadata import read_metadata
-from ..files import check_output_dir, describe_file, staged_output
+from ..files import check_output_dir, describe_file, staged_output, write_json
 from .card import render_model_card
 from .check import bundle_files
 from .manifest import (
     CARD_FILE,
     MANIFEST_FILE,
     VERIFY_FILE,
+    VERIFY_HTML,
     artifact_entry,
-    artifact_name,
     build_manifest,
+    bundle_name,
     read_verify,
-    write_json,
 )
 
 
@@ -64,9 +64,9 @@ def prepare(directory: Path, verify_path: Path) -> Candidate:
     """Reads an artifact's export.json and the offered verify.json."""
     if not directory.is_dir():
         raise MsamError(f"{directory}: not an artifact directory")
-    meta = read_metadata(directory)
+    meta = read_record(directory)
     report = read_verify(verify_path)
-    name = artifact_name(meta)
+    name = bundle_name(meta)
     return Candidate(directory, verify_path, meta, report, name, artifact_entry(name, meta, report))
 
 
@@ -86,11 +86,16 @@ def refusals(candidates: list[Candidate]) -> list[str]:
 
 
 def copy_artifact(candidate: Candidate, dest: Path) -> None:
-    """Copies the artifact dir (its own verify.json replaced by the offered one) and checks each
-    file listed in export.json against its recorded sha256 and size."""
+    """Copies the artifact dir (its own verify.json and verify.html replaced by the offered ones:
+    the page beside the offered verify.json, with the same name) and checks each file listed in
+    export.json against its recorded sha256 and size."""
     top = candidate.directory.resolve()
-    shutil.copytree(top, dest, ignore=lambda d, names: [VERIFY_FILE] if Path(d).resolve() == top else [])
+    own = [VERIFY_FILE, VERIFY_HTML]
+    shutil.copytree(top, dest, ignore=lambda d, names: own if Path(d).resolve() == top else [])
     shutil.copyfile(candidate.verify_path, dest / VERIFY_FILE)
+    page = candidate.verify_path.with_suffix(".html")
+    if page.is_file():
+        shutil.copyfile(page, dest / VERIFY_HTML)
     for file, recorded in (candidate.meta.get("files") or {}).items():
         if not (dest / file).is_file():
             raise MsamError(f"{candidate.directory / file}: listed in export.json but missing")
@@ -108,12 +113,12 @@ def file_table(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def publish_bundle(
-    artifacts: Sequence[tuple[Path, Path]], out_dir: Path, force: bool = False, overwrite: bool = False
+    artifacts: Sequence[tuple[Path, Path]], out_dir: Path, allow_failed: bool = False, overwrite: bool = False
 ) -> dict[str, Any]:
     """Writes the bundle ``out_dir``: one subdirectory per artifact (named by kind and
     quantization/precision) with its export.json and verify.json, MODEL_CARD.md and
     manifest.json. Raises RefusedError (exit 1) for an artifact whose verify failed or is not
-    its own unless ``force``; nothing is written on any error. Returns the manifest."""
+    its own unless ``allow_failed``; nothing is written on any error. Returns the manifest."""
     out_dir = Path(out_dir)
     check_bundle_output(out_dir, overwrite)
     candidates = [prepare(Path(d), Path(v)) for d, v in artifacts]
@@ -121,12 +126,12 @@ def publish_bundle(
         raise MsamError("nothing to publish")
     _check_together(candidates)
     refused = refusals(candidates)
-    if refused and not force:
-        raise RefusedError("refused " + "; ".join(refused) + " (--force publishes anyway, and says so)")
+    if refused and not allow_failed:
+        raise RefusedError("refused " + "; ".join(refused) + " (--allow-failed publishes anyway, and says so)")
     with staged_output(out_dir, overwrite) as stage:
         for candidate in candidates:
             copy_artifact(candidate, stage / candidate.name)
-        manifest = build_manifest({c.name: c.entry for c in candidates}, candidates[0].meta, force)
+        manifest = build_manifest({c.name: c.entry for c in candidates}, candidates[0].meta, allow_failed)
         (stage / CARD_FILE).write_text(render_model_card(manifest))
         manifest["files"] = file_table(stage)
         write_json(stage / MANIFEST_FILE, manifest)

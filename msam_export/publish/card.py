@@ -114,7 +114,7 @@ def artifact_section(name: str, entry: dict[str, Any]) -> list[str]:
         f" verdict: {'passed' if verdict.get('passed') else 'FAILED'}",
     ]
     if accepted["problems"]:
-        lines.append("- **published with --force** despite: " + "; ".join(accepted["problems"]))
+        lines.append("- **published with --allow-failed** despite: " + "; ".join(accepted["problems"]))
     return [*lines, "", *modality_table(verify), ""]
 
 
@@ -134,8 +134,8 @@ def render_model_card(manifest: dict[str, Any]) -> str:
         "Every file's sha256 is in `manifest.json`.",
         "",
     ]
-    if manifest["force"]["used"] and manifest["force"]["overridden"]:
-        lines += ["**Published with --force:** " + "; ".join(manifest["force"]["overridden"]), ""]
+    if manifest["allow_failed"]["used"] and manifest["allow_failed"]["overridden"]:
+        lines += ["**Published with --allow-failed:** " + "; ".join(manifest["allow_failed"]["overridden"]), ""]
     for name, entry in manifest["artifacts"].items():
         lines += artifact_section(name, entry)
     lines += [

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MsamError
-from ..files import describe_file
+from ..files import PathLike, describe_file
 from .manifest import MANIFEST_FILE, artifact_entry, read_json, read_manifest
 
 
@@ -79,15 +79,32 @@ def _consistency_rows(bundle: Path, manifest: dict[str, Any], ok_files: set[str]
     return rows
 
 
-def check_bundle(bundle: Path) -> tuple[dict[str, Any], list[FileStatus]]:
-    """(manifest, rows): every listed file re-hashed, unlisted files reported as extra, and each
-    artifact's manifest record recomputed from its bundled JSON. Raises MsamError (exit 2) when the
-    manifest is unreadable."""
+@dataclass
+class BundleCheck:
+    """The bundle's manifest and one row per file and per artifact record."""
+
+    bundle: Path
+    manifest: dict[str, Any]
+    rows: list[FileStatus]
+
+    @property
+    def problems(self) -> list[FileStatus]:
+        return problems(self.rows)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def check_bundle(bundle: PathLike) -> BundleCheck:
+    """Every listed file re-hashed (pages, graphs, JSON alike), unlisted files reported as extra,
+    and each artifact's manifest record recomputed from its bundled JSON. Raises MsamError
+    (exit 2) when the manifest is unreadable."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     rows = _file_rows(bundle, manifest["files"])
     ok_files = {r.path for r in rows if r.ok}
-    return manifest, rows + _consistency_rows(bundle, manifest, ok_files)
+    return BundleCheck(bundle, manifest, rows + _consistency_rows(bundle, manifest, ok_files))
 
 
 def problems(rows: list[FileStatus]) -> list[FileStatus]:

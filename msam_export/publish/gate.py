@@ -6,39 +6,20 @@ data), 2 unusable input (unreadable or tampered bundle, wrong schema)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifact import precision_of, read_record
 from ..errors import MsamError
-from ..export.metadata import read_metadata
-from .check import check_bundle, problems
+from ..files import PathLike
+from ..limits import DEFAULT_LIMITS, ReleaseLimits
+from .check import check_bundle
+from .latency import measure_latency
 from .manifest import MANIFEST_FILE, read_verify, verify_problems
 
-
-@dataclass(frozen=True)
-class GateLimits:
-    """What the gate accepts; the defaults are the CLI's."""
-
-    min_agreement: float = 0.99
-    max_dsc_drop: float = 0.005
-    max_nsd_drop: float = 0.005
-    max_latency_ratio: float = 1.10
-    min_agreement_int8: float = 0.95
-    max_dsc_drop_int8: float = 0.01
-    max_nsd_drop_int8: float = 0.01
-
-    def for_artifact(self, name: str) -> GateLimits:
-        """The limits an artifact is held to: INT8 artifacts (named ``*-int8`` in a bundle)
-        drift more by design and have their own agreement and drop limits."""
-        if "int8" not in name:
-            return self
-        return replace(
-            self,
-            min_agreement=self.min_agreement_int8,
-            max_dsc_drop=self.max_dsc_drop_int8,
-            max_nsd_drop=self.max_nsd_drop_int8,
-        )
+Latency = Callable[[Path, Path, list[Path], int, int | None], dict[str, Any]]
 
 
 @dataclass
@@ -55,10 +36,12 @@ class Check:
 
 @dataclass
 class Evidence:
-    """One artifact as the gate sees it: its verify report and, from a bundle, its directory."""
+    """One artifact as the gate sees it: its verify report, what its weights are (from its
+    export.json in a bundle, else from the report) and, from a bundle, its directory."""
 
     name: str
     report: dict[str, Any]
+    precision: str = "fp32"
     directory: Path | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -71,12 +54,14 @@ def load_evidence(path: Path, what: str) -> dict[str, Evidence]:
         raise MsamError(f"{what} {path}: no such file or directory")
     if path.is_file():
         report = read_verify(path)
-        name = str(report["candidate"].get("kind") or "candidate")
-        return {name: Evidence(name, report)}
+        cand = report["candidate"]
+        precision = str(cand.get("weights") or "fp32")
+        name = str(cand.get("kind") or "candidate") + ("" if precision == "fp32" else f"-{precision}")
+        return {name: Evidence(name, report, precision)}
     if not (path / MANIFEST_FILE).is_file():
         raise MsamError(f"{what} {path}: not a bundle (no {MANIFEST_FILE}) nor a verify.json")
-    manifest, rows = check_bundle(path)
-    bad = problems(rows)
+    checked = check_bundle(path)
+    manifest, bad = checked.manifest, checked.problems
     if bad:
         listed = ", ".join(f"{r.path} {r.status}" for r in bad[:3])
         raise MsamError(f"{what} {path}: fails its integrity check ({listed}); see `msam-export check {path}`")
@@ -84,7 +69,8 @@ def load_evidence(path: Path, what: str) -> dict[str, Evidence]:
     for name, entry in manifest["artifacts"].items():
         report = read_verify(path / entry["verify_json"])
         directory = path / entry["dir"]
-        out[name] = Evidence(name, report, directory, verify_problems(read_metadata(directory), report))
+        record = read_record(directory)
+        out[name] = Evidence(name, report, precision_of(record), directory, verify_problems(record, report))
     return out
 
 
@@ -126,7 +112,7 @@ def _missing(section: dict[str, Any] | None, key: str) -> str:
     return f"{key} is {section[key]!r} (NaN or not a number)"
 
 
-def agreement_check(label: str, overall: dict[str, Any], limits: GateLimits) -> Check:
+def agreement_check(label: str, overall: dict[str, Any], limits: Any) -> Check:
     value = number(overall, "agreement_dsc")
     limit = f">= {limits.min_agreement}"
     if value is None:
@@ -195,9 +181,26 @@ def provenance_check(label: str, evidence: Evidence) -> Check:
     return Check(label, "provenance", "fail", "forced", "own verify", "; ".join(evidence.problems))
 
 
-def accuracy_checks(label: str, current: Evidence, baseline: Evidence | None, limits: GateLimits) -> list[Check]:
-    """Provenance (bundles), cases, data identity (with a baseline), agreement, DSC, NSD."""
-    limits = limits.for_artifact(label)
+def arithmetic_check(label: str, current: dict[str, Any], baseline: dict[str, Any]) -> Check:
+    """Both verified with the same arithmetic: float, or INT8 of the same target, both run natively
+    or both emulated (an emulation's results differ from the target CPU's by rounding)."""
+
+    def arithmetic(report: dict[str, Any]) -> str:
+        found = report.get("arithmetic") or {}
+        if not found.get("int8"):
+            return "float"
+        return f"int8 for {found.get('target')}" + (" (emulated)" if found.get("emulated") else "")
+
+    now, before = arithmetic(current), arithmetic(baseline)
+    if now != before:
+        return Check(label, "arithmetic", "fail", f"{now} / {before}", "same", "results of different arithmetic")
+    return Check(label, "arithmetic", "pass", now, "same", "same arithmetic on both sides")
+
+
+def accuracy_checks(label: str, current: Evidence, baseline: Evidence | None, limits: ReleaseLimits) -> list[Check]:
+    """Provenance (bundles), cases, data identity and arithmetic (with a baseline), agreement, DSC,
+    NSD (per-label scores, held to the limits of the current artifact's own weights)."""
+    held_to = limits.for_precision(current.precision)
     report = current.report
     overall = report.get("overall") or {}
     base_overall = baseline.report.get("overall") if baseline else None
@@ -205,9 +208,10 @@ def accuracy_checks(label: str, current: Evidence, baseline: Evidence | None, li
     checks.append(cases_check(label, report))
     if baseline is not None:
         checks.append(data_check(label, report, baseline.report))
-    checks.append(agreement_check(label, overall, limits))
-    checks.append(drop_check(label, "DSC", overall, base_overall, limits.max_dsc_drop))
-    checks.append(drop_check(label, "NSD", overall, base_overall, limits.max_nsd_drop))
+        checks.append(arithmetic_check(label, report, baseline.report))
+    checks.append(agreement_check(label, overall, held_to))
+    checks.append(drop_check(label, "DSC", overall, base_overall, held_to.max_dsc_drop))
+    checks.append(drop_check(label, "NSD", overall, base_overall, held_to.max_nsd_drop))
     return checks
 
 
@@ -215,12 +219,14 @@ def latency_check(
     label: str,
     current: Evidence,
     baseline: Evidence | None,
-    limits: GateLimits,
+    limits: ReleaseLimits,
     cases: list[Path] | None,
     repeats: int,
     threads: int | None,
+    latency: Latency = measure_latency,
 ) -> Check:
-    """current/baseline wall time, both re-run now on ``cases`` (None: latency not asked)."""
+    """current/baseline wall time, both re-run now on ``cases`` (None: latency not asked) by
+    ``latency`` (``measure_latency``; tests give it a clock of their own)."""
     limit = f"<= {limits.max_latency_ratio}"
     if baseline is None:
         return Check(label, "latency", "skip", "-", limit, "no baseline artifact to compare with")
@@ -228,9 +234,7 @@ def latency_check(
         return Check(label, "latency", "skip", "-", limit, "disabled (--no-latency)")
     if current.directory is None or baseline.directory is None:
         return Check(label, "latency", "fail", "-", limit, "needs two bundles to run (a verify.json has no artifact)")
-    from .latency import interleaved_latency
-
-    result = interleaved_latency(current.directory, baseline.directory, cases, repeats, threads)
+    result = latency(current.directory, baseline.directory, cases, repeats, threads)
     ratio = result["ratio_best"]
     detail = (
         f"best of {result['repeats']} on {len(cases)} case(s): {result['current_ms_best']:.0f} vs "
@@ -245,10 +249,11 @@ def latency_check(
 def run_gate(
     current: Path,
     baseline: Path | None = None,
-    limits: GateLimits = GateLimits(),
+    limits: ReleaseLimits = DEFAULT_LIMITS,
     latency_cases: list[Path] | None = None,
     repeats: int = 3,
     threads: int | None = None,
+    latency: Latency = measure_latency,
 ) -> list[Check]:
     """Every check of CURRENT against BASE, or against its own PyTorch reference without one.
     Both are bundles or verify.json files; the latency comparison needs two bundles (``latency_cases``
@@ -258,10 +263,58 @@ def run_gate(
     pairs, checks = pair_up(cur, base)
     for label, cur_ev, base_ev in pairs:
         checks += accuracy_checks(label, cur_ev, base_ev, limits)
-        checks.append(latency_check(label, cur_ev, base_ev, limits, latency_cases, repeats, threads))
+        checks.append(latency_check(label, cur_ev, base_ev, limits, latency_cases, repeats, threads, latency))
     return checks
 
 
 def passed(checks: list[Check]) -> bool:
     """True when no check failed (skipped checks are reported, not failed)."""
     return bool(checks) and all(c.status != "fail" for c in checks)
+
+
+@dataclass
+class GateResult:
+    """The gate's checks and verdict (and the JUnit file, when one was written)."""
+
+    checks: list[Check]
+    junit: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return passed(self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+
+def gate(
+    current: PathLike,
+    *,
+    baseline: PathLike | None = None,
+    limits: ReleaseLimits = DEFAULT_LIMITS,
+    latency_data: PathLike | None = None,
+    latency: bool = True,
+    repeats: int = 3,
+    threads: int | None = None,
+    junit: PathLike | None = None,
+) -> GateResult:
+    """May bundle ``current`` replace ``baseline``? Without a baseline: each artifact against its
+    own PyTorch reference. With one, latency is re-measured here, interleaved, on ``latency_data``
+    (default: the bundled samples) unless ``latency`` is False. ``junit`` writes a JUnit XML
+    (also when the input is unusable, then with one error)."""
+    from ..data import SAMPLES, data_dirs, list_cases
+    from .junit import write_junit
+
+    try:
+        cases = None
+        if baseline is not None and latency:
+            cases = list_cases(data_dirs(latency_data or SAMPLES)[0])
+        checks = run_gate(Path(current), Path(baseline) if baseline else None, limits, cases, repeats, threads)
+    except MsamError as exc:
+        if junit:
+            write_junit(Path(junit), [], error=str(exc))
+        raise
+    if junit:
+        write_junit(Path(junit), checks)
+    return GateResult(checks, Path(junit) if junit else None)

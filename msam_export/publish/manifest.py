@@ -4,80 +4,30 @@ how it was verified, and the sha256 of every file."""
 from __future__ import annotations
 
 import datetime
-import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..artifact import EXPORT_FILE, artifact_name, precision_of
 from ..errors import MsamError
-from ..files import atomic_file
+from ..files import json_ready, read_json
+from ..verify.report import SCHEMA as VERIFY_SCHEMA
+from ..version import __version__
 
 SCHEMA = "msam-export/bundle@1"
-VERIFY_SCHEMA = "msam-export/verify@1"  # verify.report.SCHEMA, not imported: that pulls in torch
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "MODEL_CARD.md"
 VERIFY_FILE = "verify.json"
-EXPORT_FILE = "export.json"
+VERIFY_HTML = "verify.html"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def normalized(value: Any) -> Any:
-    """``value`` as it reads back from JSON: NaN/inf become None, tuples lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): normalized(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [normalized(v) for v in value]
-    return value
-
-
-def quantization_of(options: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The quantization settings of an export (None for a float artifact): export.json's
-    top-level ``quantization`` section (what ``--int8`` writes, with ``options.precision``
-    "int8"), else what its options record."""
-    if meta and isinstance(meta.get("quantization"), dict):
-        return meta["quantization"]
-    if options.get("precision") == "int8":
-        return {"int8": True}
-    quantization = options.get("quantization")
-    if isinstance(quantization, dict) and quantization:
-        return quantization
-    if quantization or options.get("int8"):
-        return {"int8": True}
-    return None
-
-
-def artifact_name(meta: dict[str, Any]) -> str:
-    """Bundle subdirectory of an artifact: its kind, plus -int8 or -fp16 when its options say so."""
-    kind = str(meta.get("kind") or "")
-    options = meta.get("options") or {}
-    if not _NAME.match(kind):
-        raise MsamError(f"export.json kind {kind!r} cannot name a bundle directory")
-    if quantization_of(options, meta) is not None:
-        return f"{kind}-int8"
-    if options.get("precision") == "fp16":
-        return f"{kind}-fp16"
-    return kind
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Writes ``value`` as indented JSON (NaN as null) atomically."""
-    with atomic_file(path) as f:
-        json.dump(normalized(value), f, indent=2)
-        f.write("\n")
-
-
-def read_json(path: Path, what: str) -> Any:
-    """Parsed JSON of ``path``; MsamError (exit 2) when it is absent or not JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise MsamError(f"{path}: no such {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MsamError(f"{path}: unreadable {what} ({exc})") from None
+def bundle_name(record: dict[str, Any]) -> str:
+    """The bundle subdirectory of an artifact (``artifact.artifact_name``), checked to be a plain name."""
+    name = artifact_name(record)
+    if not _NAME.match(name):
+        raise MsamError(f"export.json kind {record.get('kind')!r} cannot name a bundle directory")
+    return name
 
 
 def read_verify(path: Path) -> dict[str, Any]:
@@ -129,6 +79,8 @@ def _verify_summary(report: dict[str, Any]) -> dict[str, Any]:
         "reference": report.get("reference"),
         "system": {k: system.get(k) for k in ("model", "logical_cpus", "usable_cpus", "isa")},
         "precision": {"requested": cand.get("requested_precision"), "actual": cand.get("actual_precision")},
+        "arithmetic": report.get("arithmetic"),
+        "propagation": report.get("propagation"),
         "data": {"cases": data.get("cases"), "fingerprint": data.get("fingerprint")},
         "repeats": report.get("repeats"),
         "thresholds": report.get("thresholds"),
@@ -144,19 +96,21 @@ def artifact_entry(name: str, meta: dict[str, Any], report: dict[str, Any]) -> d
     options = meta.get("options") or {}
     parity = meta.get("parity") or {}
     problems = verify_problems(meta, report)
-    return normalized(
+    return json_ready(
         {
             "kind": meta.get("kind"),
             "dir": name,
+            "precision": precision_of(meta),
             "export_json": f"{name}/{EXPORT_FILE}",
             "verify_json": f"{name}/{VERIFY_FILE}",
+            "verify_html": f"{name}/{VERIFY_HTML}",
             "options": options,
-            "quantization": _compact(quantization_of(options, meta)),
+            "quantization": _compact(meta.get("quantization")),
             "versions": meta.get("versions"),
             "files": {f"{name}/{file}": info for file, info in (meta.get("files") or {}).items()},
             "parity": {k: parity.get(k) for k in ("passed", "precision", "reference", "worst", "tolerance")},
             "verify": _verify_summary(report),
-            "accepted": {"by": "--force" if problems else "verify", "problems": problems},
+            "accepted": {"by": "--allow-failed" if problems else "verify", "problems": problems},
         }
     )
 
@@ -175,7 +129,9 @@ def source_entry(meta: dict[str, Any]) -> dict[str, Any]:
     return {"file": Path(str(source.get("path", ""))).name, **{k: source.get(k) for k in keys}}
 
 
-def build_manifest(entries: dict[str, dict[str, Any]], first_meta: dict[str, Any], force: bool) -> dict[str, Any]:
+def build_manifest(
+    entries: dict[str, dict[str, Any]], first_meta: dict[str, Any], allow_failed: bool
+) -> dict[str, Any]:
     """The manifest without its ``files`` table (added once every file is written)."""
     overridden = [f"{name}: {p}" for name, entry in entries.items() for p in entry["accepted"]["problems"]]
     return {
@@ -184,7 +140,7 @@ def build_manifest(entries: dict[str, dict[str, Any]], first_meta: dict[str, Any
         "tool": {"name": "msam-export", "version": __version__},
         "model": first_meta.get("model"),
         "source": source_entry(first_meta),
-        "force": {"used": force, "overridden": overridden},
+        "allow_failed": {"used": allow_failed, "overridden": overridden},
         "artifacts": entries,
     }
 

@@ -1,8 +1,9 @@
-"""INT8: NNCF for OpenVINO (``openvino --int8``), ONNX Runtime static QDQ (``onnx --int8``)."""
+"""INT8: NNCF for OpenVINO (``quantize_openvino``), ONNX Runtime static QDQ (``quantize_onnx``)."""
 
+from .qat import QatOptions
 from .restore import Budget
 
-__all__ = ["Budget", "quantize_onnx", "quantize_openvino"]
+__all__ = ["Budget", "QatOptions", "quantize_onnx", "quantize_openvino"]
 
 
 def __getattr__(name: str):  # keep `import msam_export.quantize` light (no nncf/openvino import)

@@ -13,17 +13,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..artifact import ENCODER_INPUT, Artifact, graph_file, new_record, open_artifact, write_record
 from ..calibrate import CalibrationSet, load_calibration
 from ..errors import MsamError, ParityError
-from ..export.metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
-from ..export.pipeline import export_onnx
-from ..files import check_output_dir, staged_output
+from ..export import export_onnx
+from ..files import PathLike, check_output_dir, staged_output
+from ..limits import DEFAULT_MAX_DRIFT
 from ..progress import Steps
-from ..runtime.backends import DECODER_INPUTS, ENCODER_INPUT, default_threads
+from ..runtime import OnnxBackend
 from ..zoo import ModelSpec, get_spec
 from .validation import DriftMeter, calibration_record
 
@@ -54,24 +54,6 @@ class _Reader:
         return next(self._items, None)
 
 
-def _session(path: Path, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or default_threads()
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _encoder_fn(path: Path, threads: int | None):
-    session = _session(path, threads)
-    return lambda image: session.run(None, {ENCODER_INPUT: image})[0]
-
-
-def _decoder_fn(path: Path, threads: int | None):
-    session = _session(path, threads)
-    return lambda emb, boxes: session.run(None, {DECODER_INPUTS[0]: emb, DECODER_INPUTS[1]: boxes})[0]
-
-
 def quantize_encoder_static(
     fp32: Path, out: Path, calib: CalibrationSet, exclude: list[str], method: str, work: Path
 ) -> None:
@@ -99,87 +81,86 @@ def quantize_encoder_static(
     )
 
 
-def _fp32_onnx(src: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> tuple[Path, dict]:
-    if src.is_dir():
-        meta = read_metadata(src)
-        if meta["kind"] != "onnx" or meta["options"].get("precision", "fp32") != "fp32":
-            raise MsamError(f"{src}: onnx --int8 needs a checkpoint or an FP32 ONNX export dir")
-        return src, meta
-    return work / "fp32", export_onnx(src, work / "fp32", variant, trust_pickle, steps=steps)
+def _fp32_onnx(source: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> Artifact:
+    if source.is_dir():
+        artifact = open_artifact(source)
+        if artifact.kind != "onnx" or artifact.precision != "fp32":
+            raise MsamError(f"{source}: onnx --int8 needs a checkpoint or an FP32 ONNX artifact")
+        return artifact
+    return export_onnx(source, work / "fp32", variant=variant, trust_pickle=trust_pickle, progress=steps)
 
 
 def quantize_onnx(
-    src: Path,
-    out_dir: Path,
-    calib_path: Path,
-    max_drift: float = 0.01,
+    source: PathLike,
+    output: PathLike,
+    *,
+    calibration: PathLike,
+    max_drift: float = DEFAULT_MAX_DRIFT,
     method: str = "minmax",
+    threads: int | None = None,
     variant: str | None = None,
     trust_pickle: bool = False,
-    force: bool = False,
-    steps: Steps | None = None,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Checkpoint or FP32 ONNX export -> ``out_dir`` with an INT8 (QDQ) encoder.onnx and the FP32
+    overwrite: bool = False,
+    progress: Steps | None = None,
+) -> Artifact:
+    """Checkpoint or FP32 ONNX artifact -> ``output`` with an INT8 (QDQ) encoder.onnx and the FP32
     decoder.onnx. Raises ParityError (nothing written) when the drift exceeds ``max_drift``."""
-    steps = steps or Steps(quiet=True)
+    steps = progress or Steps(quiet=True)
+    source, output, calib_path = Path(source), Path(output), Path(calibration)
     if method not in CALIBRATION_METHODS:
         raise MsamError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
-    if not src.exists():
-        raise MsamError(f"{src}: no such file or directory")
-    check_output_dir(out_dir, force)
+    if not source.exists():
+        raise MsamError(f"{source}: no such file or directory")
+    check_output_dir(output, overwrite)
     with tempfile.TemporaryDirectory(prefix="msam-ort-int8-") as tmp:
         work = Path(tmp)
-        fp32_dir, fp32_meta = _fp32_onnx(src, work, variant, trust_pickle, steps)
-        spec = get_spec(fp32_meta["model"]["variant"])
+        fp32 = _fp32_onnx(source, work, variant, trust_pickle, steps)
+        spec = get_spec(fp32.variant)
         calib = load_calibration(calib_path, spec)
-        if not (fp32_dir / "decoder.onnx").is_file():
-            raise MsamError(f"{src}: encoder-only; the drift metric needs the mask decoder")
-        decoder = _decoder_fn(fp32_dir / "decoder.onnx", threads)
+        encoder_file, decoder_file = graph_file("onnx", "encoder"), graph_file("onnx", "decoder")
+        if fp32.graph("decoder") is None:
+            raise MsamError(f"{source}: encoder-only; the drift metric needs the mask decoder")
+        decoder = OnnxBackend(None, fp32.graph("decoder"), threads)
         with steps.step("reference", f"FP32 masks of {int(calib.validation.sum())} validation slices"):
-            meter = DriftMeter(calib, decoder)
-        scope = excluded_nodes(fp32_dir / "encoder.onnx", spec)
+            meter = DriftMeter(calib, decoder, spec)
+        scope = excluded_nodes(fp32.graph("encoder"), spec)
         exclude = [name for names in scope.values() for name in names]
         with steps.step("quantize", f"ORT static QDQ, {method}, {len(calib.train_images)} slices"):
-            quantize_encoder_static(fp32_dir / "encoder.onnx", work / "encoder.onnx", calib, exclude, method, work)
+            quantize_encoder_static(fp32.graph("encoder"), work / encoder_file, calib, exclude, method, work)
         with steps.step("validate", "mask agreement vs FP32"):
-            drift = meter.measure(_encoder_fn(work / "encoder.onnx", threads))
-        target = 1.0 - max_drift
-        steps.note(f"INT8 agreement {drift.agreement:.4f} (target {target:.4f})")
-        if drift.agreement < target:
+            drift = meter.measure(OnnxBackend(work / encoder_file, None, threads))
+        goal = 1.0 - max_drift
+        steps.note(f"INT8 agreement {drift.agreement:.4f} (target {goal:.4f})")
+        if drift.agreement < goal:
             raise ParityError(
-                f"ORT INT8 agreement {drift.agreement:.4f} < {target:.4f} (max drift {max_drift}); nothing "
+                f"ORT INT8 agreement {drift.agreement:.4f} < {goal:.4f} (max drift {max_drift}); nothing "
                 "written. Try --calibration-method, more calibration slices, or the OpenVINO path"
             )
-        with staged_output(out_dir, force) as stage:
-            shutil.copyfile(work / "encoder.onnx", stage / "encoder.onnx")
-            shutil.copyfile(fp32_dir / "decoder.onnx", stage / "decoder.onnx")
-            files = ["encoder.onnx", "decoder.onnx"]
-            meta = {
-                "schema": SCHEMA,
-                "kind": "onnx",
-                "model": fp32_meta["model"],
-                "source": fp32_meta["source"],
-                "options": fp32_meta["options"] | {"precision": "int8"},
-                "quantization": {
-                    "engine": "onnxruntime",
-                    "recipe": "quant_pre_process + quantize_static: QDQ, per-channel S8 weights, U8 activations",
-                    "calibration_method": method,
-                    "calibration": calibration_record(calib_path, calib),
-                    "float_scope": {reason: len(names) for reason, names in scope.items()},
-                    "float_scope_operations": scope,
-                    "decoder": "fp32",
-                    "max_drift": max_drift,
-                    "drift": drift.to_dict(),
-                    "size_vs_fp32": round(
-                        (stage / "encoder.onnx").stat().st_size / (fp32_dir / "encoder.onnx").stat().st_size, 4
-                    ),
-                },
-                "versions": library_versions(),
-                "graphs": fp32_meta["graphs"],
-                "files": file_table(stage, files),
-                "parity": {"passed": True, "precision": "int8", "note": "INT8 is checked by quantization.drift"},
-                "timings_s": steps.timings,
+        with staged_output(output, overwrite) as stage:
+            shutil.copyfile(work / encoder_file, stage / encoder_file)
+            shutil.copyfile(fp32.graph("decoder"), stage / decoder_file)
+            quantization = {
+                "engine": "onnxruntime",
+                "recipe": "quant_pre_process + quantize_static: QDQ, per-channel S8 weights, U8 activations",
+                "calibration_method": method,
+                "calibration": calibration_record(calib_path, calib),
+                "float_scope": {reason: len(names) for reason, names in scope.items()},
+                "float_scope_operations": scope,
+                "decoder": "fp32",
+                "max_drift": max_drift,
+                "drift": drift.to_dict(),
+                "size_vs_fp32": round((stage / encoder_file).stat().st_size / fp32.graph("encoder").stat().st_size, 4),
             }
-            write_metadata(stage, meta)
-    return meta
+            record = new_record(
+                "onnx",
+                model=fp32.record["model"],
+                source=fp32.record["source"],
+                options=fp32.record["options"] | {"precision": "int8"},
+                graphs={p: g for p, g in fp32.record["graphs"].items() if p in ("encoder", "decoder")},
+                folder=stage,
+                parity={"passed": True, "precision": "int8", "note": "INT8 is checked by quantization.drift"},
+                timings=steps.timings,
+                quantization=quantization,
+            )
+            write_record(stage, record)
+    return Artifact(output, record)

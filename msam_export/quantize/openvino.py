@@ -1,9 +1,10 @@
 """``msam-export openvino --int8``: NNCF post-training INT8 with budgeted accuracy control.
 
-Recipe (why each choice, measured on LiteMedSAM's real weights, see README):
+Recipe (why each choice: ``benchmarks/results/``):
 - NNCF ``quantize`` with the TRANSFORMER model type and PERFORMANCE preset
   (symmetric activations; the MIXED preset was far worse);
-- overflow fix on every layer (7-bit weights), as AVX2 CPUs saturate otherwise;
+- for a target CPU without VNNI (AVX2, AVX-512 without VNNI) the overflow fix (7-bit
+  weights), as those CPUs saturate u8 x s8 products otherwise; full 8-bit weights on VNNI/AMX;
 - SmoothQuant and bias correction off: neither helped agreement here, and without
   them keeping an operation in float restores it exactly (``graph.keep_in_float``);
 - the spec's float modules (architecture-aware ignored scope) never quantized;
@@ -17,24 +18,24 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..artifact import Artifact, files_of, graph_file, new_record, open_artifact, write_record
 from ..calibrate import CalibrationSet, load_calibration
 from ..errors import MsamError, ParityError
-from ..export.metadata import SCHEMA, file_table, library_versions, read_metadata, write_metadata
-from ..export.pipeline import export_openvino
-from ..files import check_output_dir, staged_output
+from ..export import export_openvino
+from ..files import PathLike, check_output_dir, staged_output
+from ..limits import DEFAULT_MAX_DRIFT
 from ..progress import Steps
-from ..runtime.backends import DECODER_INPUTS, ENCODER_INPUT, default_threads
+from ..runtime import OpenVinoBackend
+from ..system import TARGETS, cpu_info, needs_vnni, runs_natively, target_of
 from ..zoo import ModelSpec, get_spec
 from .graph import QUANTIZABLE, module_path, store_constants_as_fp16
+from .qat import QatOptions
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
 from .validation import DriftMeter, calibration_record
-
-CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
 
 def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
@@ -49,34 +50,33 @@ def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
     return out
 
 
-def compilers(threads: int | None):
-    """(core, compile_encoder, compile_decoder): OpenVINO CPU compilers, f32 and ``threads``,
-    returning callables image -> embeddings and (embeddings, boxes) -> low-res logits."""
-    import openvino as ov
+def compiler(threads: int | None, emulate_int8: bool = False) -> Callable[[Any, Any], OpenVinoBackend]:
+    """``compile(encoder, decoder=None)`` -> an f32 OpenVINO backend of in-memory models; with
+    ``emulate_int8`` quantized operations run in f32 (the target's arithmetic on a CPU without it)."""
 
-    core = ov.Core()
-    config = CONFIG | {"INFERENCE_NUM_THREADS": threads or default_threads()}
+    def compile_models(encoder: Any, decoder: Any = None) -> OpenVinoBackend:
+        return OpenVinoBackend(encoder, decoder, threads=threads, precision="f32", emulate_int8=emulate_int8)
 
-    def compile_encoder(model: Any):
-        compiled = core.compile_model(model, "CPU", config)
-        request = compiled.create_infer_request()
-        return lambda image: np.array(request.infer({ENCODER_INPUT: image})[compiled.output(0)], copy=True)
-
-    def compile_decoder(model: Any):
-        compiled = core.compile_model(model, "CPU", config)
-        request = compiled.create_infer_request()
-
-        def decode(embeddings: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-            inputs = {DECODER_INPUTS[0]: embeddings.copy(), DECODER_INPUTS[1]: np.ascontiguousarray(boxes)}
-            return np.array(request.infer(inputs)[compiled.output(0)], copy=True)
-
-        return decode
-
-    return core, compile_encoder, compile_decoder
+    return compile_models
 
 
-def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str], **changes: Any) -> Any:
-    """One NNCF call: INT8 encoder from the calibration file's training slices.
+def resolve_target(target: str) -> str:
+    """``--target``: "auto" is this CPU's INT8 arithmetic (``system.target_of``)."""
+    if target == "auto":
+        return target_of(cpu_info()["isa"])
+    if target not in TARGETS:
+        raise MsamError(f"unknown target {target!r}; choose auto or one of {', '.join(TARGETS)}")
+    return target
+
+
+def needs_overflow_fix(target: str) -> bool:
+    """CPUs without VNNI (AVX2, AVX-512 without VNNI) add u8 x s8 products in 16 bits, which
+    saturate with full 8-bit weights; NNCF's overflow fix then stores 7-bit weights."""
+    return not needs_vnni(target)
+
+
+def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str], target: str, **changes: Any) -> Any:
+    """One NNCF call: INT8 encoder from the calibration file's training slices, for ``target``.
 
     ``changes``: a ``preset`` or ``nncf.AdvancedQuantizationParameters`` fields that replace
     the recipe's (for experiments such as ``benchmarks/int8_sensitivity.py``)."""
@@ -88,9 +88,7 @@ def quantize_encoder(model: Any, calib: CalibrationSet, ignored: list[str], **ch
     dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
     preset = changes.pop("preset", nncf.QuantizationPreset.PERFORMANCE)
     advanced = {
-        # 7-bit weights everywhere: CPUs without VNNI (AVX2) saturate u8 x s8 products in
-        # 16 bits; measured here: agreement 0.9747 -> 0.9786 on the validation slices
-        "overflow_fix": nncf.OverflowFix.ENABLE,
+        "overflow_fix": nncf.OverflowFix.ENABLE if needs_overflow_fix(target) else nncf.OverflowFix.DISABLE,
         "disable_bias_correction": True,
         "smooth_quant_alphas": nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
     } | changes
@@ -114,159 +112,181 @@ def compress_decoder(model: Any) -> Any:
     return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
 
 
-def _fp32_source(src: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> tuple[Path, dict]:
-    """An FP32 OpenVINO export to quantize: SRC itself, or one made from SRC in ``work``."""
-    if src.is_dir():
-        meta = read_metadata(src)
-        if meta["kind"] == "openvino":
-            if meta["options"].get("precision") != "fp32":
-                raise MsamError(f"{src}: a {meta['options'].get('precision')} export; --int8 starts from fp32")
-            return src, meta
-    meta = export_openvino(src, work / "fp32", variant=variant, trust_pickle=trust_pickle, steps=steps)
-    return work / "fp32", meta
+def _fp32_source(source: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> Artifact:
+    """An FP32 OpenVINO artifact to quantize: SOURCE itself, or one made from SOURCE in ``work``."""
+    if source.is_dir():
+        artifact = open_artifact(source)
+        if artifact.kind == "openvino":
+            if artifact.precision != "fp32":
+                raise MsamError(f"{source}: a {artifact.precision} artifact; --int8 starts from fp32")
+            return artifact
+    return export_openvino(source, work / "fp32", variant=variant, trust_pickle=trust_pickle, progress=steps)
+
+
+def _source_checkpoint(fp32: Artifact) -> Path:
+    """The checkpoint the artifact was exported from (QAT trains the PyTorch model)."""
+    from ..files import sha256_of
+
+    source = fp32.record["source"]
+    path = Path(source["path"])
+    if not path.is_file() or sha256_of(path) != source["sha256"]:
+        raise MsamError(f"{fp32.path}: its source checkpoint {path} is gone or changed; --qat needs it")
+    return path
 
 
 def quantize_openvino(
-    src: Path,
-    out_dir: Path,
-    calib_path: Path,
-    max_drift: float = 0.01,
-    variant: str | None = None,
-    trust_pickle: bool = False,
-    force: bool = False,
-    steps: Steps | None = None,
+    source: PathLike,
+    output: PathLike,
+    *,
+    calibration: PathLike,
+    max_drift: float = DEFAULT_MAX_DRIFT,
+    target: str = "auto",
     budget: Budget = DEFAULT_BUDGET,
     threads: int | None = None,
     compress_decoder_weights: bool = True,
-) -> dict[str, Any]:
-    """Checkpoint, ONNX export or FP32 OpenVINO export -> INT8 OpenVINO export.
+    qat: QatOptions | None = None,
+    variant: str | None = None,
+    trust_pickle: bool = False,
+    overwrite: bool = False,
+    progress: Steps | None = None,
+) -> Artifact:
+    """Checkpoint, ONNX artifact or FP32 OpenVINO artifact -> INT8 OpenVINO artifact for the
+    ``target`` CPU's arithmetic.
 
     Raises ParityError (nothing written) when the drift limit is not met within the budget.
     """
     import openvino as ov
 
-    steps = steps or Steps(quiet=True)
-    if not src.exists():
-        raise MsamError(f"{src}: no such file or directory")
+    steps = progress or Steps(quiet=True)
+    source, output, calib_path = Path(source), Path(output), Path(calibration)
+    if not source.exists():
+        raise MsamError(f"{source}: no such file or directory")
     if not 0 <= max_drift < 1:
         raise MsamError("--max-drift must be in [0, 1)")
-    check_output_dir(out_dir, force)
+    target = resolve_target(target)
+    check_output_dir(output, overwrite)
     with tempfile.TemporaryDirectory(prefix="msam-int8-") as tmp:
-        fp32_dir, fp32_meta = _fp32_source(src, Path(tmp), variant, trust_pickle, steps)
-        spec = get_spec(fp32_meta["model"]["variant"])
+        fp32 = _fp32_source(source, Path(tmp), variant, trust_pickle, steps)
+        spec = get_spec(fp32.variant)
         calib = load_calibration(calib_path, spec)
         if calib.model != spec.name:
             raise MsamError(f"{calib_path} was made for {calib.model}, not {spec.name}; rerun msam-export calibrate")
-        core, compile_encoder, compile_decoder = compilers(threads)
-        original = core.read_model(str(fp32_dir / "encoder.xml"))
-        has_decoder = (fp32_dir / "decoder.xml").is_file()
-        if not has_decoder:
-            raise MsamError(f"{src}: encoder-only; the drift metric needs the mask decoder")
-        fp32_decoder = core.read_model(str(fp32_dir / "decoder.xml"))
-        with steps.step("reference", f"FP32 masks of {int(calib.validation.sum())} validation slices"):
-            meter = DriftMeter(calib, compile_decoder(fp32_decoder))
+        if fp32.graph("decoder") is None:
+            raise MsamError(f"{source}: encoder-only; the drift metric needs the mask decoder")
+        compile_models = compiler(threads, emulate_int8=not runs_natively(target))
+        if not runs_natively(target):
+            steps.note(f"this CPU lacks {target}'s INT8 arithmetic: measuring its exact emulation in f32 (slower)")
+        core = ov.Core()
+        original = core.read_model(str(fp32.graph("encoder")))
+        fp32_decoder = core.read_model(str(fp32.graph("decoder")))
+        with steps.step("reference", f"FP32 masks of {len(set(calib.cases[calib.validation]))} validation cases"):
+            meter = DriftMeter(calib, compile_models(None, fp32_decoder), spec)
         scope = float_scope(original, spec)
         ignored = [name for names in scope.values() for name in names]
-        with steps.step("quantize", f"NNCF INT8 encoder, {len(calib.train_images)} calibration slices"):
-            quantized = quantize_encoder(original, calib, ignored)
-        target = 1.0 - max_drift
+        with steps.step("quantize", f"NNCF INT8 encoder for {target}, {len(calib.train_images)} calibration slices"):
+            quantized = quantize_encoder(original, calib, ignored, target)
+        goal = 1.0 - max_drift
         with steps.step("validate", "mask agreement vs FP32"):
-            first = meter.measure(compile_encoder(quantized))
-        steps.note(f"INT8 agreement {first.agreement:.4f} (target {target:.4f})")
+            first = meter.measure(compile_models(quantized))
+        steps.note(f"INT8 agreement {first.agreement:.4f} (target {goal:.4f})")
         restoration = Restoration(stopped_by="target met")
         final = first
-        if first.agreement < target:
+        if first.agreement < goal:
             limits = f"up to {budget.max_float_modules} modules, {budget.max_seconds:.0f} s"
             with steps.step("accuracy control", limits):
                 quantized, final, restoration = restore_accuracy(
-                    quantized, original, meter, compile_encoder, target, first, budget, steps.note
+                    quantized, original, meter, compile_models, goal, first, budget, steps.note
                 )
+        if final.agreement < goal:
+            raise ParityError(
+                f"INT8 agreement {final.agreement:.4f} < {goal:.4f} (max drift {max_drift}) after accuracy control "
+                f"({restoration.stopped_by}); nothing written. Try --max-float-modules, --qat, a calibration with more "
+                "cases of the weakest modality, or --max-drift"
+            )
+        if qat is not None:
+            from .qat import distill
+
+            with steps.step("qat", f"quantization-aware distillation, {qat.steps} steps"):
+                quantized, qat_record = distill(
+                    _source_checkpoint(fp32),
+                    calib,
+                    spec,
+                    qat,
+                    target=target,
+                    kept_float=[k["module"] for k in restoration.kept_float],
+                    note=steps.note,
+                )
+            final = meter.measure(compile_models(quantized))
+            steps.note(f"after QAT: agreement {final.agreement:.4f}")
         decoder, decoder_mode, decoder_drift = fp32_decoder, "fp32", final
         if compress_decoder_weights:
             with steps.step("decoder", "INT8 weight compression"):
-                compressed = compress_decoder(core.read_model(str(fp32_dir / "decoder.xml")))
-                trial = meter.measure(compile_encoder(quantized), compile_decoder(compressed))
-            if trial.agreement >= target:
+                compressed = compress_decoder(core.read_model(str(fp32.graph("decoder"))))
+                trial = meter.measure(compile_models(quantized), compile_models(None, compressed))
+            if trial.agreement >= goal:
                 decoder, decoder_mode, decoder_drift = compressed, "int8-weights", trial
             else:
                 steps.note(f"decoder kept FP32: weight compression gave agreement {trial.agreement:.4f}")
-        if decoder_drift.agreement < target:
+        if decoder_drift.agreement < goal:
             raise ParityError(
-                f"INT8 agreement {decoder_drift.agreement:.4f} < {target:.4f} (max drift {max_drift}) after "
+                f"INT8 agreement {decoder_drift.agreement:.4f} < {goal:.4f} (max drift {max_drift}) after "
                 f"accuracy control ({restoration.stopped_by}); nothing written. Raise --max-drift or the budget "
                 "(--max-float-modules, --budget-seconds), or calibrate on more slices"
             )
-        with staged_output(out_dir, force) as stage:
+        with staged_output(output, overwrite) as stage:
             # Constants left in float (ignored-scope weights, attention biases, the decoder's
             # positional encoding) are stored as fp16 and computed in f32; the drift that
             # counts is measured on the saved files.
             for part, model in (("encoder", quantized), ("decoder", decoder)):
                 store_constants_as_fp16(model)
-                ov.save_model(model, str(stage / f"{part}.xml"), compress_to_fp16=False)
+                ov.save_model(model, str(stage / graph_file("openvino", part)), compress_to_fp16=False)
             with steps.step("check", "drift of the saved artifact"):
                 saved = meter.measure(
-                    compile_encoder(core.read_model(str(stage / "encoder.xml"))),
-                    compile_decoder(core.read_model(str(stage / "decoder.xml"))),
+                    compile_models(stage / graph_file("openvino", "encoder"), stage / graph_file("openvino", "decoder"))
                 )
-            if saved.agreement < target:
-                raise ParityError(
-                    f"saved INT8 artifact agreement {saved.agreement:.4f} < {target:.4f}; nothing written"
-                )
-            files = ["encoder.xml", "encoder.bin", "decoder.xml", "decoder.bin"]
-            meta = _metadata(fp32_meta, fp32_dir, stage, files, calib_path, calib, max_drift, budget)
-            meta["quantization"] |= {
+            if saved.agreement < goal:
+                raise ParityError(f"saved INT8 artifact agreement {saved.agreement:.4f} < {goal:.4f}; nothing written")
+            quantization = {
+                "engine": "nncf",
+                "target": target,
+                "recipe": "TRANSFORMER model type, PERFORMANCE preset, "
+                + ("overflow fix (7-bit weights), " if needs_overflow_fix(target) else "8-bit weights, ")
+                + "no SmoothQuant, no bias correction; float constants stored as fp16",
+                "calibration": calibration_record(calib_path, calib),
+                "max_drift": max_drift,
+                "metric": "mean mask agreement DSC vs FP32 over the validation cases (3D: propagated)",
+                "budget": budget.__dict__,
                 "float_scope": {reason: len(names) for reason, names in scope.items()},
                 "float_scope_operations": scope,
                 "drift_before_control": first.to_dict(),
                 "accuracy_control": restoration.to_dict(),
                 "decoder": decoder_mode,
                 "drift": saved.to_dict(),
-                "size_vs_fp32": _size_ratio(stage, fp32_dir),
+                "measured_with": "native" if runs_natively(target) else "f32 emulation",
+                "size_vs_fp32": _size_ratio(stage, fp32.path),
             }
-            meta["timings_s"] = steps.timings
-            write_metadata(stage, meta)
-    return meta
+            if qat is not None:
+                quantization["qat"] = qat_record
+            record = new_record(
+                "openvino",
+                model=fp32.record["model"],
+                source=fp32.record["source"],
+                options=fp32.record["options"] | {"precision": "int8", "target": target},
+                graphs=fp32.record["graphs"],
+                folder=stage,
+                parity={
+                    "passed": True,
+                    "precision": "int8",
+                    "note": "INT8 is checked by its drift (quantization.drift), not by the FP32 1e-4 tolerance",
+                },
+                timings=steps.timings,
+                fp32_source={"dir": str(fp32.path), "files": fp32.record["files"]},
+                quantization=quantization,
+            )
+            write_record(stage, record)
+    return Artifact(output, record)
 
 
 def _size_ratio(stage: Path, fp32_dir: Path) -> float:
-    bins = ("encoder.bin", "decoder.bin")
+    bins = files_of("openvino", ["encoder", "decoder"])[1::2]
     return round(sum((stage / b).stat().st_size for b in bins) / sum((fp32_dir / b).stat().st_size for b in bins), 4)
-
-
-def _metadata(
-    fp32_meta: dict,
-    fp32_dir: Path,
-    stage: Path,
-    files: list[str],
-    calib_path: Path,
-    calib: CalibrationSet,
-    max_drift: float,
-    budget: Budget,
-) -> dict[str, Any]:
-
-    return {
-        "schema": SCHEMA,
-        "kind": "openvino",
-        "model": fp32_meta["model"],
-        "source": fp32_meta["source"],
-        "fp32_source": {"dir": str(fp32_dir), "files": fp32_meta["files"]},
-        "options": fp32_meta["options"] | {"precision": "int8"},
-        "quantization": {
-            "engine": "nncf",
-            "recipe": "TRANSFORMER model type, PERFORMANCE preset, overflow fix on all layers, no SmoothQuant, "
-            "no bias correction; "
-            "float constants stored as fp16",
-            "calibration": calibration_record(calib_path, calib),
-            "max_drift": max_drift,
-            "metric": "mean mask agreement DSC vs FP32 on the validation slices",
-            "budget": budget.__dict__,
-        },
-        "versions": library_versions(),
-        "graphs": fp32_meta["graphs"],
-        "files": file_table(stage, files),
-        "parity": {
-            "passed": True,
-            "precision": "int8",
-            "note": "INT8 is checked by its drift (quantization.drift), not by the FP32 1e-4 tolerance",
-        },
-    }

@@ -7,7 +7,9 @@ neck: the quantized operations that share an ONNX name path), modules are ranked
 once by how much keeping each in float lowers the image-embedding error on a few
 validation slices (no decoder needed), and then kept in float best-first, with the
 full metric checked after each, until the drift limit is met or the budget (number
-of modules, seconds) is spent.
+of modules, seconds) is spent. Before that search, one measurement with every module the
+budget allows in float tells whether the limit is reachable at all; when it is not, the
+search is skipped and quantization stops at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from .graph import groups, keep_in_float
 from .validation import Drift, DriftMeter
 
-Compile = Callable[[Any], Callable]
+Compile = Callable[[Any], Any]  # an OpenVINO model -> a backend that encodes with it
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,19 @@ def restore_accuracy(
     subset = list(range(min(budget.ranking_slices, len(meter))))
     report.ranking = rank_modules(quantized, original, meter, compile_model, subset)
     module_names = groups(quantized)
+    # the most the budget can do: every module it may keep in float, at once
+    bound = quantized.clone()
+    best_modules = [m for m, _ in report.ranking[: budget.max_float_modules]]
+    keep_in_float(bound, original, [n for m in best_modules for n in module_names[m]])
+    ceiling = meter.measure(compile_model(bound))
+    report.history.append({"module": "+".join(best_modules), "agreement_dsc": round(ceiling.agreement, 6)})
+    if on_step:
+        on_step(f"the {len(best_modules)} best-ranked modules in float: agreement {ceiling.agreement:.4f}")
+    if ceiling.agreement < target:
+        report.stopped_by = f"unreachable: {ceiling.agreement:.4f} with the whole budget in float"
+        report.seconds = time.perf_counter() - start
+        better = ceiling.agreement > drift.agreement
+        return (bound, ceiling, report) if better else (quantized, drift, report)
     best, best_drift = quantized, drift
     current = quantized.clone()
     for module, _ in report.ranking:

@@ -1,9 +1,10 @@
 """Inference backends behind one small protocol.
 
-A backend is two methods: ``encode`` maps a preprocessed (1,3,S,S) float32
-image to a (1,256,64,64) embedding; ``decode`` maps an embedding and (N,4)
-S-frame boxes to low-res logits (N,1,256,256) and IoU predictions (N,1).
-Everything above (pre/post-processing, 2D/3D, caching, timing) is shared.
+A backend is two methods: ``encode`` maps a preprocessed (1,3,S,S) float32 image to a
+(1,256,64,64) embedding; ``decode`` maps an embedding and (N,4) S-frame boxes to low-res
+logits (N,1,256,256) and IoU predictions (N,1). Everything above (pre/post-processing,
+2D/3D, timing) is shared. ONNX Runtime and OpenVINO need no torch; the PyTorch backend
+lives in ``torch_backend`` and is imported only when a checkpoint is opened.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from ..zoo import MedSam
+from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..errors import require
 
-ENCODER_INPUT = "image"
-ENCODER_OUTPUT = "image_embeddings"
-DECODER_INPUTS = ("image_embeddings", "boxes")
-DECODER_OUTPUTS = ("low_res_logits", "iou_predictions")
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 
 
 class Backend(Protocol):
@@ -33,31 +31,14 @@ class Backend(Protocol):
 
 
 def default_threads() -> int:
+    """The CPU cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class TorchBackend:
-    """The PyTorch eager model: FP32 (what users run) or FP64 (the exact reference parity uses)."""
-
-    name = "pytorch"
-
-    def __init__(self, model: MedSam, threads: int | None = None, dtype: torch.dtype = torch.float32) -> None:
-        self.model = model.eval().to(dtype)
-        self.dtype = dtype
-        self.precision = {torch.float32: "f32", torch.float64: "f64"}[dtype]
-        if threads:
-            torch.set_num_threads(threads)
-
-    @torch.no_grad()
-    def encode(self, image: np.ndarray) -> np.ndarray:
-        return self.model.encode(torch.from_numpy(image).to(self.dtype)).numpy()
-
-    @torch.no_grad()
-    def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, iou = self.model.decode(
-            torch.from_numpy(embeddings).to(self.dtype), torch.from_numpy(boxes).to(self.dtype)
-        )
-        return logits.numpy(), iou.numpy()
+def default_cache_dir() -> Path:
+    """The per-user OpenVINO compiled-model cache: ``$XDG_CACHE_HOME/msam-export/openvino``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "msam-export" / "openvino"
 
 
 class OnnxBackend:
@@ -66,15 +47,14 @@ class OnnxBackend:
     name = "onnxruntime"
     precision = "f32"
 
-    def __init__(self, encoder: Path, decoder: Path | None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, encoder: Path | None, decoder: Path | None, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "onnxruntime", "running an ONNX artifact")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(str(encoder), options, providers=providers)
+        self.encoder = ort.InferenceSession(str(encoder), options, providers=providers) if encoder else None
         self.decoder = ort.InferenceSession(str(decoder), options, providers=providers) if decoder else None
 
     def encode(self, image: np.ndarray) -> np.ndarray:
@@ -83,7 +63,7 @@ class OnnxBackend:
     def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.decoder is None:
             raise RuntimeError("this export has no decoder")
-        feeds = dict(zip(DECODER_INPUTS, (embeddings, boxes), strict=True))
+        feeds = dict(zip(DECODER_INPUTS, (embeddings, np.ascontiguousarray(boxes, dtype=np.float32)), strict=True))
         logits, iou = self.decoder.run(list(DECODER_OUTPUTS), feeds)
         return logits, iou
 
@@ -91,40 +71,69 @@ class OnnxBackend:
 BOX_BUCKETS = (1, 2, 4, 8, 16, 32)
 
 
-class OpenVinoBackend:
-    """OpenVINO CPU plugin, LATENCY hint; f32 unless another precision is asked.
+def _model_arg(model: Path | Any) -> Any:
+    """What ``Core.compile_model`` takes: a path as a string, a model object as it is."""
+    return str(model) if isinstance(model, str | Path) else model
 
-    The decoder is compiled with a static box count per bucket (1, 2, 4, ..., 32;
-    boxes padded by repeating the last one, extra outputs dropped): on these CPUs a
-    static-shape decoder is 20-40% faster than the dynamic one, and the image-side
-    work shared by the boxes of a call is only shared when they are batched.
+
+class OpenVinoBackend:
+    """OpenVINO CPU plugin, LATENCY hint; f32 unless another inference precision is asked
+    (an AMX CPU would otherwise run bf16).
+
+    The decoder is compiled with a static box count per bucket (1, 2, 4, ..., 32; boxes
+    padded by repeating the last one, extra outputs dropped): a static-shape decoder runs
+    faster than the dynamic one, and the image-side work shared by a call's boxes is only
+    shared when they are batched. ``cache_dir`` keeps compiled models between processes
+    (OpenVINO's CACHE_DIR); None compiles from scratch. ``encoder`` and ``decoder`` are IR
+    files or ``openvino.Model`` objects (quantization measures models before saving them);
+    either may be None for a backend that only encodes or only decodes. ``emulate_int8`` runs an
+    INT8 model's quantization in f32 (exact integer results, slower): how a CPU without VNNI
+    measures an artifact made for VNNI/AMX arithmetic.
     """
 
     name = "openvino"
 
     def __init__(
         self,
-        encoder: Path,
-        decoder: Path | None,
+        encoder: Path | Any | None,
+        decoder: Path | Any | None,
         threads: int | None = None,
         precision: str = "f32",
         cache_dir: Path | None = None,
+        emulate_int8: bool = False,
     ) -> None:
         import openvino as ov
 
+        if precision not in OPENVINO_PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(OPENVINO_PRECISIONS)}")
         self._core = ov.Core()
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
         if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
             self._core.set_property({"CACHE_DIR": str(cache_dir)})
-        self._config = {
+        self.config = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": threads or default_threads(),
         }
+        self.emulated = emulate_int8
+        if emulate_int8:
+            # no low-precision transformations: with the weights folded to f32 (emulation.py) every
+            # FakeQuantize and product runs in f32, the integer arithmetic without saturation
+            self.config["LP_TRANSFORMS_MODE"] = False
+            encoder, decoder = (self._emulated(m) if m is not None else None for m in (encoder, decoder))
         self.precision = precision
-        self.encoder = self._core.compile_model(str(encoder), "CPU", self._config)
-        self._encoder_request = self.encoder.create_infer_request()
-        self._decoder_path = decoder
+        self.encoder = self._core.compile_model(_model_arg(encoder), "CPU", self.config) if encoder else None
+        self._encoder_request = self.encoder.create_infer_request() if self.encoder else None
+        self._decoder = decoder
         self._decoders: dict[int, Any] = {}
+
+    def _emulated(self, model: Path | Any) -> Any:
+        from .emulation import fold_weights
+
+        model = self._core.read_model(str(model)) if isinstance(model, str | Path) else model.clone()
+        fold_weights(model)
+        return model
 
     def actual_precision(self) -> str:
         """The inference precision the compiled encoder reports (what really runs)."""
@@ -138,11 +147,14 @@ class OpenVinoBackend:
     def _decoder_for(self, boxes: int) -> Any:
         """An infer request of the decoder compiled for exactly ``boxes`` boxes."""
         if boxes not in self._decoders:
-            if self._decoder_path is None:
+            if self._decoder is None:
                 raise RuntimeError("this export has no decoder")
-            model = self._core.read_model(str(self._decoder_path))
+            if isinstance(self._decoder, str | Path):
+                model = self._core.read_model(str(self._decoder))
+            else:
+                model = self._decoder.clone()
             model.reshape({DECODER_INPUTS[1]: [boxes, 4]})
-            self._decoders[boxes] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            self._decoders[boxes] = self._core.compile_model(model, "CPU", self.config).create_infer_request()
         return self._decoders[boxes]
 
     def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,7 @@ class Segmentation:
 
     ``box_masks[i]`` is a bool array: (H, W) for 2D; for 3D, the masks of the
     slices ``box_slices[i]`` (a (z_min, z_max) range), shape (dz, H, W).
+    ``prompts[i]`` (3D) maps each slice to the S-frame box it was decoded with.
     """
 
     segs: np.ndarray
@@ -57,6 +58,7 @@ class Segmentation:
     box_slices: list[tuple[int, int]]
     timings: Timings
     wall_ms: float = 0.0
+    prompts: list[dict[int, np.ndarray]] = field(default_factory=list)
 
 
 class Predictor:
@@ -112,8 +114,18 @@ class Predictor:
         wall = (time.perf_counter() - start) * 1e3
         return Segmentation(segs, list(masks), [(0, 0)] * len(masks), self.timings, wall)
 
-    def segment_3d(self, volume: np.ndarray, boxes: np.ndarray) -> Segmentation:
-        """volume uint8 (D,H,W); boxes (N,6) x_min,y_min,z_min,x_max,y_max,z_max (z inclusive)."""
+    def segment_3d(
+        self,
+        volume: np.ndarray,
+        boxes: np.ndarray,
+        forced_prompts: list[dict[int, np.ndarray]] | None = None,
+        embeddings: dict[int, tuple[np.ndarray, tuple[int, int]]] | None = None,
+    ) -> Segmentation:
+        """volume uint8 (D,H,W); boxes (N,6) x_min,y_min,z_min,x_max,y_max,z_max (z inclusive).
+
+        ``forced_prompts`` (box -> slice -> S-frame box, e.g. another run's ``prompts``) replaces
+        the propagation: each slice is decoded with the given prompt ("teacher forcing").
+        ``embeddings`` (slice -> embedding) is a cache shared between runs on the same volume."""
         start = time.perf_counter()
         self.timings = Timings()
         boxes = np.asarray(boxes, dtype=np.float64)
@@ -123,9 +135,12 @@ class Predictor:
         size = self.spec.input_size
         given = transform_boxes(boxes[:, [0, 1, 3, 4]], volume.shape[1:], size)
         per_box: list[dict[int, np.ndarray]] = [{} for _ in boxes]
-        cache: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+        used: list[dict[int, np.ndarray]] = [{} for _ in boxes]
+        cache = embeddings if embeddings is not None else {}
 
         def prompt(i: int, z: int, neighbour: int) -> np.ndarray:
+            if forced_prompts is not None:
+                return forced_prompts[i][z]
             if z == z_mid[i]:
                 return given[i]
             t0 = time.perf_counter()
@@ -140,8 +155,9 @@ class Predictor:
                 cache[z] = self._encode(volume[z])
             embedding, resized_hw = cache[z]
             prompts = np.stack([prompt(i, z, neighbour) for i in active])
-            for i, mask in zip(active, self._decode(embedding, resized_hw, volume.shape[1:], prompts), strict=True):
-                per_box[i][z] = mask
+            masks = self._decode(embedding, resized_hw, volume.shape[1:], prompts)
+            for i, mask, box in zip(active, masks, prompts, strict=True):
+                per_box[i][z], used[i][z] = mask, box
 
         for z in range(int(z_mid.min()), int(z_hi.max()) + 1):  # upward sweep
             run_slice(z, [i for i in range(len(boxes)) if z_mid[i] <= z <= z_hi[i]], z - 1)
@@ -155,7 +171,8 @@ class Predictor:
             segs[z_lo[i] : z_hi[i] + 1][stack] = i + 1
             box_masks.append(stack)
         wall = (time.perf_counter() - start) * 1e3
-        return Segmentation(segs, box_masks, list(zip(z_lo.tolist(), z_hi.tolist(), strict=True)), self.timings, wall)
+        ranges = list(zip(z_lo.tolist(), z_hi.tolist(), strict=True))
+        return Segmentation(segs, box_masks, ranges, self.timings, wall, used)
 
     def segment(self, case: Case) -> Segmentation:
         """A challenge case: 2D, or 3D by propagation."""

@@ -1,19 +1,21 @@
-"""``msam-export segment``: challenge-format inputs -> ``segs`` npz files + a timing CSV."""
+"""``segment``: challenge-format inputs -> one ``segs`` npz per case plus ``timings.csv``."""
 
 from __future__ import annotations
 
 import csv
-import io
-import os
-import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import list_cases, load_case, save_segmentation
+from ..data import data_dirs, list_cases, load_case, save_segmentation
 from ..errors import MsamError
+from ..files import PathLike, atomic_file
+from ..system import host_and_cpu
+from .load import DEFAULT_CACHE, Model, open_model
 from .predictor import Predictor
 
+TIMINGS_FILE = "timings.csv"
 CSV_FIELDS = (
     "case",
     "modality",
@@ -27,35 +29,27 @@ CSV_FIELDS = (
     "post_ms",
     "wall_ms",
     "propagation",
+    "host",
+    "cpu",
     "status",
 )
 
 
-def data_dirs(data: Path, gts: Path | None = None) -> tuple[Path, Path | None]:
-    """(inputs, ground truth): DATA/imgs and DATA/gts when DATA has them, else DATA itself."""
-    if (data / "imgs").is_dir():
-        return data / "imgs", gts or ((data / "gts") if (data / "gts").is_dir() else None)
-    return data, gts
+@dataclass
+class SegmentRun:
+    """What ``segment`` wrote: the output dir, the timing CSV, one row per case."""
+
+    output: Path
+    timings_csv: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] != "ok"]
 
 
-def segment_dir(
-    predictor: Predictor, input_dir: Path, output_dir: Path, on_case: Callable[[str], None] | None = None
-) -> list[dict[str, Any]]:
-    """Segments every case; a bad case is reported in its row and the run goes on."""
-    cases = list_cases(input_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MsamError(f"cannot create {output_dir} ({exc.strerror})") from None
-    rows = []
-    for path in cases:
-        rows.append(_segment_one(predictor, path, output_dir))
-        if on_case:
-            on_case(path.name)
-    return rows
-
-
-def _segment_one(predictor: Predictor, path: Path, output_dir: Path) -> dict[str, Any]:
+def segment_case(predictor: Predictor, path: Path, output_dir: Path) -> dict[str, Any]:
+    """Segments one case into ``output_dir``; a bad case comes back as a row with its error."""
     try:
         case = load_case(path)
         result = predictor.segment(case)
@@ -76,17 +70,62 @@ def _segment_one(predictor: Predictor, path: Path, output_dir: Path) -> dict[str
         "post_ms": round(t.post_ms, 1),
         "wall_ms": round(result.wall_ms, 1),
         "propagation": str(predictor.propagation) if case.is_3d else "",
+        **host_and_cpu(),
         "status": "ok",
     }
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_timings(path: PathLike, rows: list[dict[str, Any]]) -> None:
     """Writes the timing CSV atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    with atomic_file(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def segment(
+    model: Model | PathLike,
+    inputs: PathLike,
+    output: PathLike,
+    *,
+    threads: int | None = None,
+    precision: str = "f32",
+    cache_dir: PathLike | None = DEFAULT_CACHE,
+    variant: str | None = None,
+    trust_pickle: bool = False,
+    propagation: str | None = None,
+    timings_csv: PathLike | None = None,
+    on_case: Callable[[str], None] | None = None,
+    cluster: Any = None,
+) -> SegmentRun:
+    """Segments every ``*.npz`` case of ``inputs`` (a dir of inputs, or a challenge root with
+    ``imgs/``) into ``output`` (same file names) and writes ``timings.csv`` there (or at
+    ``timings_csv``). A bad case is reported in its row and the run goes on.
+
+    ``model`` is an opened :class:`Model` or a path for :func:`open_model` (with ``threads``,
+    ``precision``, ``cache_dir``, ``variant``, ``trust_pickle``); ``cluster`` a Ray cluster
+    (``msam_export.cluster``) whose workers open it and share the cases."""
+    cases = list_cases(data_dirs(inputs)[0])
+    output = Path(output)
+    options = {"threads": threads, "precision": precision, "cache_dir": cache_dir, "variant": variant,
+               "trust_pickle": trust_pickle}  # fmt: skip
+    # a model that cannot segment fails before anything is written
+    opened = None
+    if cluster is None:
+        opened = model if isinstance(model, Model) else open_model(model, need="segment", **options)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MsamError(f"cannot create {output} ({exc.strerror})") from None
+    if opened is None:
+        rows = cluster.segment(model, cases, output, propagation=propagation, on_case=on_case, **options)
+    else:
+        predictor = opened.predictor(propagation)
+        rows = []
+        for path in cases:
+            rows.append(segment_case(predictor, path, output))
+            if on_case:
+                on_case(path.name)
+    run = SegmentRun(output, Path(timings_csv) if timings_csv else output / TIMINGS_FILE, rows)
+    write_timings(run.timings_csv, rows)
+    return run

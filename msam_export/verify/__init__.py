@@ -1,6 +1,6 @@
 """Verify: drift (agreement, DSC/NSD against ground truth) and latency of an artifact."""
 
-from .report import SCHEMA, Thresholds, run_verify
-from .system import cpu_info, int8_pays_off, peak_rss_mb
+from .report import SCHEMA, run_verify
+from .run import VerifyResult, verify
 
-__all__ = ["SCHEMA", "Thresholds", "cpu_info", "int8_pays_off", "peak_rss_mb", "run_verify"]
+__all__ = ["SCHEMA", "VerifyResult", "run_verify", "verify"]

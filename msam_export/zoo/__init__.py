@@ -1,6 +1,8 @@
-"""The model zoo: a spec per model plus the PyTorch modules it builds."""
+"""The model zoo: a spec per model plus the PyTorch modules it builds.
 
-from .model import BoxDecoder, MedSam
+The specs import without torch; ``MedSam`` and ``BoxDecoder`` (PyTorch modules) load on first use.
+"""
+
 from .spec import EMBEDDING_SHAPE, KEY_LAYOUT, LOW_RES_SIZE, PARTS, ZOO, KeyLayout, ModelSpec, get_spec
 
 __all__ = [
@@ -15,3 +17,11 @@ __all__ = [
     "ModelSpec",
     "get_spec",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("BoxDecoder", "MedSam"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

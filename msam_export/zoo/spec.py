@@ -1,18 +1,22 @@
-"""One spec per model: everything export, runtime and verify need to know."""
+"""One spec per model: everything export, runtime and verify need to know.
+
+A spec is data; importing it needs no torch (the runtime reads specs to pre/post-process).
+Its ``build*`` methods import the PyTorch modules when called.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-from .efficientvit import build_efficientvit_encoder
-from .model import MedSam
-from .sam import MaskDecoder, PromptEncoder, TwoWayTransformer
-from .tinyvit import build_litemedsam_encoder
+    from .model import MedSam
+    from .sam import MaskDecoder, PromptEncoder
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
 LOW_RES_SIZE = 256
@@ -69,20 +73,40 @@ class ModelSpec:
         return None
 
     def build_prompt_encoder(self) -> PromptEncoder:
+        from .sam import PromptEncoder
+
         s = self.input_size
         return PromptEncoder(256, EMBEDDING_SHAPE[2:], (s, s), mask_in_chans=16)
 
     def build_mask_decoder(self) -> MaskDecoder:
+        from .sam import MaskDecoder, TwoWayTransformer
+
         transformer = TwoWayTransformer(2, 256, 8, 2048, norm_eps=self.decoder_norm_eps)
         return MaskDecoder(256, transformer, num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256)
 
     def build(self, with_decoder: bool = True, device: str | torch.device | None = None) -> MedSam:
         """The composed model with random weights (``device="meta"`` for shapes only)."""
+        import torch
+
+        from .model import MedSam
+
         with torch.device(device or "cpu"):
             encoder = self.build_encoder()
             prompt = self.build_prompt_encoder() if with_decoder else None
             decoder = self.build_mask_decoder() if with_decoder else None
         return MedSam(encoder, prompt, decoder).eval()
+
+
+def _efficientvit_encoder(variant: str) -> Any:
+    from .efficientvit import build_efficientvit_encoder
+
+    return build_efficientvit_encoder(variant)
+
+
+def _tinyvit_encoder() -> Any:
+    from .tinyvit import build_litemedsam_encoder
+
+    return build_litemedsam_encoder()
 
 
 def _medficientsam(variant: str) -> ModelSpec:
@@ -91,7 +115,7 @@ def _medficientsam(variant: str) -> ModelSpec:
         title=f"MedficientSAM-{variant.upper()}",
         input_size=512,
         resize="bilinear",
-        build_encoder=lambda: build_efficientvit_encoder(variant),
+        build_encoder=lambda: _efficientvit_encoder(variant),
         decoder_norm_eps=1e-6,
         # MedficientSAM's infer_scripts/infer_torch.py: tight bbox in original pixels
         propagation="tight",
@@ -112,7 +136,7 @@ ZOO: dict[str, ModelSpec] = {
         title="LiteMedSAM",
         input_size=256,
         resize="area",
-        build_encoder=build_litemedsam_encoder,
+        build_encoder=_tinyvit_encoder,
         decoder_norm_eps=1e-5,
         # the challenge's official CVPR24_LiteMedSAM_infer.py: neighbour's bbox in the 256 frame, +3 px
         propagation="margin:3",

@@ -11,6 +11,7 @@ from test_cli import run_cli
 from msam_export.files import sha256_of
 
 
+@pytest.mark.slow
 def test_onnx_json_summary(tmp_path):
     out = tmp_path / "lite"
     result = run_cli("onnx", "--default", "-o", str(out), "--json")
@@ -30,13 +31,15 @@ def test_bad_checkpoint_writes_nothing(tmp_path, cmd):
     assert not (tmp_path / "out").exists()
 
 
-def test_non_empty_output_without_force(tmp_path):
+def test_non_empty_output_without_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x").write_text("x")
     result = run_cli("onnx", "--default", "-o", str(tmp_path / "out"))
-    assert result.returncode == 2 and "--force" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'out'} exists and is not empty (use --overwrite to replace it)"
 
 
-def test_openvino_rejects_unknown_precision(tmp_path):
-    result = run_cli("openvino", "--default", "--precision", "int4", "-o", str(tmp_path / "o"))
-    assert result.returncode == 2 and "unknown precision" in result.stderr
+def test_openvino_rejects_unknown_weight_format(tmp_path):
+    result = run_cli("openvino", "--default", "--weight-format", "int4", "-o", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown weight format 'int4'; choose one of fp32, fp16"

@@ -52,7 +52,8 @@ def test_litemedsam_onnx_artifact(litemedsam_onnx):
     on_disk = json.loads((out / "export.json").read_text())
     assert on_disk["schema"] == "msam-export/export@1" and on_disk["kind"] == "onnx"
     assert on_disk["source"]["sha256"].startswith("79d8c9dca6db") and on_disk["source"]["variant"] == "litemedsam"
-    assert on_disk["options"] == {"opset": 17, "simplify": True, "with_preprocess": False}
+    assert on_disk["options"] == {"precision": "fp32", "opset": 17, "simplify": True, "with_preprocess": False}
+    assert on_disk["model"]["propagation"] == "margin:3"
     assert on_disk["graphs"]["decoder"]["inputs"] == [
         {"name": "image_embeddings", "shape": [1, 256, 64, 64], "dtype": "float32"},
         {"name": "boxes", "shape": ["num_boxes", 4], "dtype": "float32"},
@@ -102,7 +103,9 @@ def test_openvino_decoder_runs_with_a_dynamic_box_count(litemedsam_exports):
     """Our runtime compiles per static box bucket; a user's own OpenVINO code may not."""
     import openvino as ov
 
-    decoder = ov.Core().compile_model(str(litemedsam_exports["openvino"] / "decoder.xml"), "CPU")
+    decoder = ov.Core().compile_model(
+        str(litemedsam_exports["openvino"] / "decoder.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     golden = np.load(golden_file("litemedsam.golden.npz"))
     embeddings = golden["image_embeddings"].astype(np.float32)
     for count in (1, 2):
@@ -113,7 +116,7 @@ def test_openvino_decoder_runs_with_a_dynamic_box_count(litemedsam_exports):
 
 
 def test_openvino_fp16_is_smaller_and_reports_drift(litemedsam_onnx, tmp_path):
-    meta = pipeline.export_openvino(litemedsam_onnx[0], tmp_path / "fp16", precision="fp16")
+    meta = pipeline.export_openvino(litemedsam_onnx[0], tmp_path / "fp16", weight_format="fp16").record
     fp32_bytes = sum(
         f["size_bytes"] for f in json.loads((litemedsam_onnx[0] / "export.json").read_text())["files"].values()
     )
@@ -141,7 +144,7 @@ def test_medficientsam_golden_in_every_format(variant, tmp_path):
     out = {}
     for name, ckpt in (("raw", raw), ("finetuned", finetuned), ("distilled", distilled)):
         out[name] = tmp_path / f"onnx-{name}"
-        meta = pipeline.export_onnx(ckpt, out[name], parity_cases=synthetic_only)
+        meta = pipeline.export_onnx(ckpt, out[name], parity_cases=synthetic_only).record
         assert meta["parity"]["passed"]
     assert_golden(backends(out["raw"], "onnx"), image, boxes, golden)
     # the same weights in another container give the same graphs, byte for byte
@@ -163,11 +166,11 @@ def test_parity_failure_writes_nothing(monkeypatch, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_existing_output_needs_force(tmp_path):
+def test_existing_output_needs_overwrite(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(MsamError, match="not empty.*--force"):
+    with pytest.raises(MsamError, match=r"exists and is not empty \(use --overwrite to replace it\)"):
         pipeline.export_onnx(default_checkpoint_path(), out)
     assert (out / "keep.txt").read_text() == "mine"
 

@@ -62,7 +62,7 @@ def test_resize_emulates_torch_uint8_bilinear_exactly(preprocessing_only):
 def test_l0_export_with_preprocess(tmp_path):
     sd = make_weights.make_state_dict(FIXTURES / "medficientsam_l0.manifest.json")
     ckpt = write_checkpoint(sd, tmp_path / "l0.pt", "raw")
-    meta = pipeline.export_onnx(ckpt, tmp_path / "out", parity_cases=(), with_preprocess=True)
+    meta = pipeline.export_onnx(ckpt, tmp_path / "out", parity_cases=(), with_preprocess=True).record
     saved = json.loads((tmp_path / "out" / "export.json").read_text())
     assert saved["options"]["with_preprocess"] and "encoder_preprocess.onnx" in saved["files"]
     check = meta["parity"]["with_preprocess"]

@@ -58,14 +58,14 @@ def make_data(root: Path, cases: tuple[str, ...] = CASES, gts: bool = True) -> P
 
 def verified(tmp_path_factory, exports: dict[str, Path]) -> dict[str, Path]:
     """{"data": dir, "onnx": verify.json, "openvino": verify.json}: real run_verify of both
-    exports against the PyTorch checkpoint, with the publish defaults as thresholds."""
+    exports against the PyTorch checkpoint, held to the float limits."""
     if "verified" not in _CACHE:
         from msam_export.checkpoints import default_checkpoint_path
         from msam_export.data import list_cases
-        from msam_export.publish.oneshot import DEFAULT_THRESHOLDS
+        from msam_export.files import write_json
+        from msam_export.limits import FLOAT_LIMITS
         from msam_export.runtime import open_model
         from msam_export.verify import run_verify
-        from msam_export.verify.render import write_report
 
         root = tmp_path_factory.mktemp("verified")
         data = make_data(root / "data")
@@ -73,10 +73,10 @@ def verified(tmp_path_factory, exports: dict[str, Path]) -> dict[str, Path]:
         out = {"data": data}
         for kind in ("onnx", "openvino"):
             report = run_verify(
-                open_model(exports[kind]), reference, list_cases(data / "imgs"), data / "gts", 1, DEFAULT_THRESHOLDS
+                open_model(exports[kind]), reference, list_cases(data / "imgs"), data / "gts", FLOAT_LIMITS
             )
             out[kind] = root / f"{kind}.verify.json"
-            write_report(out[kind], report)
+            write_json(out[kind], report)
         _CACHE["verified"] = out
     return _CACHE["verified"]
 

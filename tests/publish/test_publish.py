@@ -1,4 +1,4 @@
-"""publish: bundle layout, manifest, model card, refusals, --force, atomicity, one-shot mode."""
+"""publish: bundle layout, manifest, model card, refusals, --allow-failed, atomicity, from a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from publish_fixtures import CASES, bundles, edited_report, invoke, make_data, v
 from msam_export.checkpoints import default_checkpoint_path
 from msam_export.data import list_cases
 from msam_export.files import describe_file, sha256_of
-from msam_export.publish import check_bundle
-from msam_export.publish.check import problems
-from msam_export.publish.oneshot import BUILDERS, publish_from_checkpoint
-from msam_export.verify import Thresholds
+from msam_export.limits import Limits
+from msam_export.publish import BUILDERS, check_bundle, publish
 from msam_export.verify.report import data_fingerprint
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # every test here verifies or publishes real exports
 LITEMEDSAM_SHA = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
 
 
@@ -50,13 +48,14 @@ def test_bundle_layout_and_manifest(published, reports):
     assert manifest["source"]["sha256"] == LITEMEDSAM_SHA == sha256_of(default_checkpoint_path())
     assert manifest["source"]["format"] == "raw" and manifest["source"]["variant"] == "litemedsam"
     assert manifest["source"]["file"] == "lite_medsam.pth"
-    assert manifest["force"] == {"used": False, "overridden": []}
+    assert manifest["allow_failed"] == {"used": False, "overridden": []}
 
     fingerprint = data_fingerprint(list_cases(reports["data"] / "imgs"), reports["data"] / "gts")
     for name in ("onnx", "openvino"):
         entry = manifest["artifacts"][name]
         verify = entry["verify"]
         assert entry["dir"] == name and entry["kind"] == name and entry["quantization"] is None
+        assert entry["precision"] == "fp32"
         assert entry["parity"]["passed"] is True and entry["versions"]["onnxruntime"]
         assert entry["accepted"] == {"by": "verify", "problems": []}
         assert verify["overall"]["agreement_dsc"] >= 0.999 and abs(verify["overall"]["dsc_drop"]) < 1e-3
@@ -85,7 +84,7 @@ def test_model_card(published):
     assert "## `openvino/`: OpenVINO, inference precision f32" in body
     assert "| modality | cases | boxes | agreement DSC |" in body and "| **overall** | 2 | 2 | 1.0000 |" in body
     assert "msam-export segment BUNDLE/openvino IN OUT" in body
-    assert "--force" not in card
+    assert "--allow-failed" not in card
 
 
 def test_bundle_runs_with_segment(published, tmp_path):
@@ -95,41 +94,41 @@ def test_bundle_runs_with_segment(published, tmp_path):
     result = invoke("segment", bundle / "openvino", inputs, tmp_path / "out")
     assert result.code == 0, result.stderr
     assert (tmp_path / "out" / CASES[0]).is_file()
-    assert not problems(check_bundle(bundle)[1])
+    assert check_bundle(bundle).passed
 
 
 def failing_copy(src, dest):
     """A genuinely failing verify.json: stricter thresholds, verdict recomputed from its metrics."""
 
     def stricter(report):
-        thresholds = Thresholds(min_agreement=1.5)
-        report["thresholds"] = thresholds.__dict__
+        thresholds = Limits(min_agreement=1.5)
+        report["thresholds"] = thresholds.to_dict()
         report["verdict"] = {"passed": False, "failures": thresholds.failures(report["overall"])}
 
     return edited_report(src, dest, stricter)
 
 
-def test_failing_verify_refused_unless_force(litemedsam_exports, reports, tmp_path):
+def test_failing_verify_refused_unless_allowed(litemedsam_exports, reports, tmp_path):
     failing = failing_copy(reports["openvino"], tmp_path / "failing.json")
     out = tmp_path / "bundle"
     args = ("publish", litemedsam_exports["openvino"], "--verify", failing, "-o", out)
     refused = invoke(*args)
     assert refused.code == 1
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: refused openvino: verify failed:")
-    assert "mean agreement DSC 1.0000 < 1.5" in refused.stderr and "--force" in refused.stderr
+    assert "mean agreement DSC 1.0000 < 1.5" in refused.stderr and "--allow-failed" in refused.stderr
     assert not out.exists()
 
-    forced = invoke(*args, "--force")
+    forced = invoke(*args, "--allow-failed")
     assert forced.code == 0, forced.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["force"] == {
+    assert manifest["allow_failed"] == {
         "used": True,
         "overridden": ["openvino: verify failed: mean agreement DSC 1.0000 < 1.5"],
     }
-    assert manifest["artifacts"]["openvino"]["accepted"]["by"] == "--force"
-    assert "published with --force" in forced.stderr
-    assert "**Published with --force:** openvino: verify failed" in (out / "MODEL_CARD.md").read_text()
-    assert not problems(check_bundle(out)[1])
+    assert manifest["artifacts"]["openvino"]["accepted"]["by"] == "--allow-failed"
+    assert "published with --allow-failed" in forced.stderr
+    assert "**Published with --allow-failed:** openvino: verify failed" in (out / "MODEL_CARD.md").read_text()
+    assert check_bundle(out).passed
 
 
 @pytest.mark.parametrize(
@@ -166,7 +165,10 @@ def test_unusable_inputs_exit_2(litemedsam_exports, reports, tmp_path):
             ("publish", "--default", "--formats", "onnx,tflite", "--data", reports["data"], "-o", tmp_path / "b"),
             "unknown format(s) tflite; choose from onnx, openvino, openvino-int8",
         ),
-        (("publish", "--default", "--verify", reports["onnx"], "-o", tmp_path / "b"), "--verify is for artifact dirs"),
+        (
+            ("publish", "--default", "--verify", reports["onnx"], "-o", tmp_path / "b"),
+            "verify files are for artifact dirs",
+        ),
         (
             (
                 "publish",
@@ -213,7 +215,7 @@ def test_bundle_appears_complete_or_not_at_all(litemedsam_exports, reports, tmp_
     assert not out.exists() and list((tmp_path / "out").iterdir()) == []
 
 
-def test_one_shot_registry_exports_verifies_publishes(litemedsam_exports, tmp_path, monkeypatch):
+def test_from_a_checkpoint_builds_verifies_publishes(litemedsam_exports, tmp_path, monkeypatch):
     """publish CKPT --formats: each registered builder writes an artifact, which is verified on
     --data against the checkpoint and published. The ONNX builder is swapped for a copy of the
     session's real export (same checkpoint) to save the 30 s trace; verify runs for real."""
@@ -226,11 +228,13 @@ def test_one_shot_registry_exports_verifies_publishes(litemedsam_exports, tmp_pa
     monkeypatch.setitem(BUILDERS, "onnx", copy_onnx)
     data = make_data(tmp_path / "data", CASES[:1])
     out = tmp_path / "rel" / "bundle"
-    manifest = publish_from_checkpoint(default_checkpoint_path(), ["onnx"], data, out)
+    release = publish(str(default_checkpoint_path()), str(out), formats="onnx", data=str(data / "imgs"))
+    manifest = release.manifest
     assert calls == [(default_checkpoint_path(), {})]
+    assert release.bundle == out and not release.withheld and not release.not_built
     entry = manifest["artifacts"]["onnx"]
     assert entry["verify"]["data"]["cases"] == [CASES[0]]
     assert entry["verify"]["thresholds"] == {"min_agreement": 0.99, "max_dsc_drop": 0.005, "max_nsd_drop": 0.005}
     assert entry["verify"]["verdict"]["passed"] and entry["accepted"]["by"] == "verify"
-    assert not problems(check_bundle(out)[1])
+    assert check_bundle(out).passed and (out / "onnx" / "verify.html").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["bundle"]  # the work dir is gone

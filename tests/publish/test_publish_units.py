@@ -11,38 +11,15 @@ import pytest
 from publish_fixtures import CASES, make_data
 
 from msam_export.errors import MsamError
-from msam_export.publish import artifact_name
+from msam_export.publish import BUILDERS, parse_formats
 from msam_export.publish.gate import number
-from msam_export.publish.manifest import VERIFY_SCHEMA
-from msam_export.publish.oneshot import BUILDERS, parse_formats
+from msam_export.publish.manifest import VERIFY_SCHEMA, bundle_name
 from msam_export.verify.report import SCHEMA, data_fingerprint
 
 
-@pytest.mark.parametrize(
-    ("kind", "options", "name"),
-    [
-        ("onnx", {"opset": 17}, "onnx"),
-        ("openvino", {"precision": "fp32"}, "openvino"),
-        ("openvino", {"precision": "fp16"}, "openvino-fp16"),
-        ("openvino", {"precision": "fp32", "int8": True}, "openvino-int8"),
-        ("openvino", {"quantization": {"preset": "mixed", "subset_size": 300}}, "openvino-int8"),
-        ("onnx", {"int8": False, "quantization": None}, "onnx"),
-    ],
-)
-def test_artifact_name(kind, options, name):
-    assert artifact_name({"kind": kind, "options": options}) == name
-
-
-def test_artifact_name_of_an_int8_export():
-    """What `openvino --int8` / `onnx --int8` write: options.precision int8 and a top-level quantization."""
-    for kind in ("openvino", "onnx"):
-        meta = {"kind": kind, "options": {"precision": "int8", "opset": 17}, "quantization": {"engine": "x"}}
-        assert artifact_name(meta) == f"{kind}-int8"
-
-
-def test_artifact_name_refuses_unsafe_kind():
+def test_bundle_name_refuses_unsafe_kind():
     with pytest.raises(MsamError, match="cannot name a bundle directory"):
-        artifact_name({"kind": "../x", "options": {}})
+        bundle_name({"kind": "../x", "options": {"precision": "fp32"}})
 
 
 def test_verify_schema_matches():

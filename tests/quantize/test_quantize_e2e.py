@@ -8,40 +8,39 @@ import pytest
 from conftest import REPO
 from test_cli import run_cli
 
-from msam_export.calibrate import build_calibration, save_calibration
-from msam_export.checkpoints import default_checkpoint_path, load_checkpoint
-from msam_export.data import list_cases
+from msam_export.calibrate import calibrate
+from msam_export.checkpoints import default_checkpoint_path
+from msam_export.data import SAMPLES
 from msam_export.errors import ParityError
 from msam_export.quantize import Budget, quantize_onnx, quantize_openvino
-from msam_export.runtime import Predictor, open_model
+from msam_export.runtime import open_model
 
-pytestmark = pytest.mark.slow
+VALIDATION = ["2DBox_US_HC18-010.npz", "3DBox_CT_MSDSpleen-spleen2.npz"]
 
 
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory):
-    """16 slices of the bundled samples, 4 held out for the drift metric."""
-    loaded = load_checkpoint(default_checkpoint_path())
-    cases = list_cases(REPO / "msam_export" / "samples" / "imgs")
-    calibration, _ = build_calibration(cases, loaded.model, loaded.spec, n=16, seed=0, val_fraction=0.25)
+    """16 slices of the other bundled samples; a 2D case and a 3D case held out for the drift metric."""
     path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    save_calibration(path, calibration)
+    calibrate(SAMPLES, path, model=default_checkpoint_path(), n=16, val_cases=VALIDATION, min_per_modality=2)
     return path
 
 
 @pytest.fixture(scope="module")
 def openvino_int8(litemedsam_exports, calib, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "openvino-int8"
-    meta = quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.1)
-    return out, meta
+    return quantize_openvino(litemedsam_exports["openvino"], out, calibration=calib, max_drift=0.1, target="avx2")
 
 
+@pytest.mark.slow
 def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_exports):
-    out, meta = openvino_int8
+    out, meta = openvino_int8.path, openvino_int8.record
     q = meta["quantization"]
     assert meta["kind"] == "openvino" and meta["options"]["precision"] == "int8"
+    assert q["target"] == "avx2" and "overflow fix (7-bit weights)" in q["recipe"]
     assert q["drift"]["agreement_dsc"] >= 0.9
-    assert q["drift"]["slices"] == 4
+    assert q["drift"]["cases"] == 2 and set(q["drift"]["agreement_by_case"]) == set(VALIDATION)
+    assert q["calibration"]["validation_cases"] == VALIDATION and q["calibration"]["validation_windows"] == 1
     # the architecture-aware float scope was applied and is explained
     assert sum(q["float_scope"].values()) > 0 and all(q["float_scope"])
     fp32 = litemedsam_exports["openvino"]
@@ -52,6 +51,7 @@ def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_export
     assert json.loads((out / "export.json").read_text())["quantization"]["decoder"] in ("int8-weights", "fp32")
 
 
+@pytest.mark.slow
 def test_openvino_int8_segments_like_fp32(openvino_int8, litemedsam_exports):
     """Through the predictor, on a case with 125 boxes (a stable mean): masks close to FP32's."""
     import numpy as np
@@ -60,25 +60,39 @@ def test_openvino_int8_segments_like_fp32(openvino_int8, litemedsam_exports):
     from msam_export.metrics import agreement_dice
 
     case = load_case(REPO / "msam_export" / "samples" / "imgs" / "2DBox_Microscope_DSB2018-stardist.npz")
-    fp32 = open_model(litemedsam_exports["openvino"])
-    int8 = open_model(openvino_int8[0])
-    a = Predictor(fp32.backend, fp32.spec).segment(case)
-    b = Predictor(int8.backend, int8.spec).segment(case)
+    a = open_model(litemedsam_exports["openvino"]).segment_case(case)
+    b = open_model(openvino_int8.path).segment_case(case)
     agreement = np.mean([agreement_dice(x, y) for x, y in zip(a.box_masks, b.box_masks, strict=True)])
     assert 0.9 < agreement < 1.0  # close, and really quantized
 
 
+@pytest.mark.slow
 def test_unmet_drift_writes_nothing(litemedsam_exports, calib, tmp_path):
     out = tmp_path / "never"
-    with pytest.raises(ParityError, match="nothing written"):
-        quantize_openvino(litemedsam_exports["openvino"], out, calib, max_drift=0.0, budget=Budget(max_float_modules=0))
+    with pytest.raises(ParityError, match=r"INT8 agreement 0\.\d+ < 1\.0000 \(max drift 0\.0\) .*nothing written"):
+        quantize_openvino(
+            litemedsam_exports["openvino"], out, calibration=calib, max_drift=0.0, budget=Budget(max_float_modules=0)
+        )
     assert not out.exists()
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
+def test_an_unreachable_limit_stops_before_the_search(litemedsam_exports, calib, tmp_path):
+    with pytest.raises(ParityError, match="unreachable: .* with the whole budget in float"):
+        quantize_openvino(
+            litemedsam_exports["openvino"],
+            tmp_path / "x",
+            calibration=calib,
+            max_drift=0.0,
+            budget=Budget(max_float_modules=1),
+        )
+
+
+@pytest.mark.slow
 def test_onnxruntime_int8(litemedsam_exports, calib, tmp_path):
     out = tmp_path / "onnx-int8"
-    meta = quantize_onnx(litemedsam_exports["onnx"], out, calib, max_drift=0.2)
+    meta = quantize_onnx(litemedsam_exports["onnx"], out, calibration=calib, max_drift=0.2).record
     q = meta["quantization"]
     assert q["engine"] == "onnxruntime" and q["drift"]["agreement_dsc"] >= 0.8
     assert q["size_vs_fp32"] < 0.5
@@ -88,13 +102,15 @@ def test_onnxruntime_int8(litemedsam_exports, calib, tmp_path):
 
 def test_cli_int8_needs_calib(tmp_path):
     result = run_cli("openvino", "--default", "--int8", "-o", str(tmp_path / "x"))
-    assert result.returncode == 2 and "--int8 needs --calib" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --int8 needs --calib FILE (make one with `msam-export calibrate`)"
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_calibration_file_of_another_model(litemedsam_exports, tmp_path):
     bad = tmp_path / "calib.npz"
     bad.write_bytes(b"not a calibration file")
     result = run_cli(
         "openvino", str(litemedsam_exports["openvino"]), "--int8", "--calib", str(bad), "-o", str(tmp_path / "x")
     )
-    assert result.returncode == 2 and "not a calibration file" in result.stderr
+    assert result.returncode == 2 and f"{bad}: not a calibration file (" in result.stderr

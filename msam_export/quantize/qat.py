@@ -1,0 +1,155 @@
+"""Quantization-aware distillation (``openvino --int8 --qat``), opt-in.
+
+Starts from post-training INT8 of the PyTorch encoder (NNCF's ``quantize`` on the torch
+model: same preset, float scope and target as the OpenVINO recipe, plus the modules accuracy
+control kept in float), then fine-tunes its weights and quantizer ranges against the FP32
+model on the calibration file's training slices: the loss is the image embeddings' mean
+squared error plus the FP32 mask decoder's low-res mask logits on the slice's boxes (the
+decoder is frozen; gradients flow through it into the encoder). On a CUDA GPU when torch sees
+one, else the CPU; deterministic for a seed on the CPU. The result is converted to an
+OpenVINO IR with INT8 kernels (``ov.convert_model``) and measured like any candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..calibrate import CalibrationSet
+from ..zoo import ModelSpec
+
+
+@dataclass(frozen=True)
+class QatOptions:
+    """Steps (one slice each), a wall-time limit, learning rate, logit loss weight and seed."""
+
+    steps: int = 100
+    max_seconds: float = 900.0
+    learning_rate: float = 1e-5
+    logit_weight: float = 0.01
+    seed: int = 0
+
+
+def onnx_path(torch_name: str) -> str:
+    """A torch module name as the module path of its ONNX operations ("layers.0.blocks.1.attn"
+    -> "layers.0/blocks.1/attn"): a numeric part belongs to the container before it."""
+    parts: list[str] = []
+    for part in torch_name.split("."):
+        if part.isdigit() and parts:
+            parts[-1] += f".{part}"
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+def float_modules(encoder: Any, spec: ModelSpec, kept: list[str]) -> list[str]:
+    """Torch names of the encoder's modules INT8 keeps in float: the spec's float scope and the
+    module paths (``kept``) accuracy control restored."""
+    names = []
+    for name, module in encoder.named_modules():
+        if not name or next(module.children(), None) is not None:
+            continue
+        path = onnx_path(name)
+        if spec.int8_float_reason(path + "/") is not None or any(path.startswith(k + "/") or path == k for k in kept):
+            names.append(name)
+    return names
+
+
+def distill(
+    checkpoint: Path,
+    calib: CalibrationSet,
+    spec: ModelSpec,
+    options: QatOptions,
+    *,
+    target: str,
+    kept_float: list[str],
+    note: Callable[[str], None] = lambda _: None,
+) -> tuple[Any, dict[str, Any]]:
+    """Returns (an OpenVINO INT8 encoder model, a record of what was done)."""
+    import nncf
+    import openvino as ov
+    import torch
+
+    from ..checkpoints import load_checkpoint
+    from ..export.activations import traceable_activations
+    from .openvino import needs_overflow_fix
+
+    nncf.set_log_level(logging.WARNING)
+    torch.manual_seed(options.seed)
+    np.random.seed(options.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_checkpoint(checkpoint)
+    teacher = loaded.model.eval()
+    student = load_checkpoint(checkpoint).model.image_encoder.eval()
+    images = torch.from_numpy(calib.train_images)
+    dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
+    ignored = float_modules(student, spec, kept_float)
+    advanced = nncf.AdvancedQuantizationParameters(
+        overflow_fix=nncf.OverflowFix.ENABLE if needs_overflow_fix(target) else nncf.OverflowFix.DISABLE,
+        disable_bias_correction=True,
+        smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
+    )
+    student = nncf.quantize(
+        student,
+        dataset,
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(images),
+        ignored_scope=nncf.IgnoredScope(patterns=[f"^{re.escape(n)}$" for n in ignored], validate=False),
+        advanced_parameters=advanced,
+    ).to(device)
+    teacher = teacher.to(device)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    train_boxes = torch.from_numpy(calib.boxes[~calib.validation])
+    counts = calib.box_counts[~calib.validation]
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=options.learning_rate)
+    order = np.random.default_rng(options.seed).permutation(len(images))
+    student.train()
+    start, losses, step = time.perf_counter(), [], 0
+    for step in range(options.steps):
+        if time.perf_counter() - start > options.max_seconds:
+            break
+        i = int(order[step % len(order)])
+        image = images[i : i + 1].to(device)
+        boxes = train_boxes[i, : max(1, int(counts[i]))].to(device)
+        with torch.no_grad():
+            target_embedding = teacher.encode(image)
+            target_logits, _ = teacher.decode(target_embedding, boxes)
+        embedding = student(image)
+        logits, _ = teacher.decode(embedding, boxes)
+        loss = (embedding - target_embedding).pow(2).mean()
+        loss = loss + options.logit_weight * (logits - target_logits).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step % 10 == 0:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / (step + 1) * (options.steps - step - 1)
+            note(f"qat step {step + 1}/{options.steps}: loss {np.mean(losses[-10:]):.5f}, ETA {eta:.0f} s")
+    student.eval().cpu()
+    example = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    with torch.no_grad(), traceable_activations(student):
+        converted = ov.convert_model(student, example_input=example)
+    converted.outputs[0].get_tensor().set_names({"image_embeddings"})
+    converted.inputs[0].get_tensor().set_names({"image"})
+    record = {
+        "steps": len(losses),
+        "seconds": round(time.perf_counter() - start, 1),
+        "device": str(device),
+        "seed": options.seed,
+        "learning_rate": options.learning_rate,
+        "logit_weight": options.logit_weight,
+        "loss_first": round(losses[0], 6) if losses else None,
+        "loss_last10": round(float(np.mean(losses[-10:])), 6) if losses else None,
+        "float_modules": len(ignored),
+    }
+    return converted, record
