@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,19 @@ SHARED_GOLDEN = SHARED / "golden"
 SHARED_DATA = SHARED / "data"
 
 sys.path.insert(0, str(FIXTURES))  # make_weights.py, the golden generator's helper
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' OpenVINO compiled-model cache is their own (CLI subprocesses inherit it),
+    never the user's."""
+    config._msam_cache = tempfile.TemporaryDirectory(prefix="msam-test-cache-")
+    os.environ["MSAM_CACHE_DIR"] = config._msam_cache.name
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = getattr(config, "_msam_cache", None)
+    if cache is not None:
+        cache.cleanup()
 
 
 def golden_file(name: str) -> Path:

@@ -1,4 +1,4 @@
-"""demo: its case sets and its summary table (the full run is CI's second step, .ci/run)."""
+"""demo: its case sets and its summary table (the full run is README command 1)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,10 @@ def default_threads() -> int:
 
 
 def default_cache_dir() -> Path:
-    """The per-user OpenVINO compiled-model cache: ``$XDG_CACHE_HOME/msam-export/openvino``."""
+    """The per-user OpenVINO compiled-model cache: ``$MSAM_CACHE_DIR`` when set, else
+    ``$XDG_CACHE_HOME/msam-export/openvino``."""
+    if os.environ.get("MSAM_CACHE_DIR"):
+        return Path(os.environ["MSAM_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "msam-export" / "openvino"
 

@@ -238,3 +238,7 @@ def test_from_a_checkpoint_builds_verifies_publishes(litemedsam_exports, tmp_pat
     assert entry["verify"]["verdict"]["passed"] and entry["accepted"]["by"] == "verify"
     assert check_bundle(out).passed and (out / "onnx" / "verify.html").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["bundle"]  # the work dir is gone
+    page = out / "onnx" / "verify.html"
+    page.chmod(0o644)
+    page.write_text(page.read_text().replace("</body>", "<p>edited</p></body>"))
+    assert not check_bundle(out).passed  # the page is hashed like every other file

@@ -27,3 +27,13 @@ def test_an_artifact_rewritten_at_the_same_path_does_not_load_the_old_blob(litem
     fresh = open_model(path, cache_dir=None).segment_case(case).segs
     np.testing.assert_array_equal(cached, fresh)
     assert len([d for d in cache.iterdir() if d.is_dir()]) == 2  # one subdirectory per artifact content
+
+
+def test_msam_cache_dir_moves_the_default_cache(tmp_path, monkeypatch):
+    from msam_export.runtime import default_cache_dir
+
+    monkeypatch.setenv("MSAM_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert default_cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("MSAM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "msam-export" / "openvino"

@@ -92,7 +92,7 @@ def test_a_fresh_runtime_install_segments_like_the_full_one(litemedsam_exports, 
         [str(cli), "segment", str(litemedsam_exports["openvino"]), str(SAMPLES / "imgs"), str(out)],
         capture_output=True,
         text=True,
-        env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        env=os.environ | {"MSAM_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_segs(out, expected)
@@ -125,7 +125,7 @@ def test_package_runs_predict_sh_in_its_own_venv(litemedsam_exports, expected, t
         ["bash", str(folder / "predict.sh"), str(inputs), str(tmp_path / "outputs")],
         capture_output=True,
         text=True,
-        env=os.environ | {"PYTHON": str(python)},
+        env={k: v for k, v in os.environ.items() if k != "MSAM_CACHE_DIR"} | {"PYTHON": str(python)},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_segs(tmp_path / "outputs", expected)
