@@ -18,6 +18,23 @@ SHARED_DATA = SHARED / "data"
 sys.path.insert(0, str(FIXTURES))  # make_weights.py, the golden generator's helper
 
 
+def crop_3d(name: str, dest: Path, slices: int = 5) -> None:
+    """A bundled 3D case cut to ``slices`` slices around its first box's middle, with that box's
+    label only (keeps the slow tests short); written as ``dest/imgs/name`` and ``dest/gts/name``."""
+    import numpy as np
+
+    samples = REPO / "msam_export" / "samples"
+    imgs, gts = np.load(samples / "imgs" / name), np.load(samples / "gts" / name)
+    box = imgs["boxes"][0].copy()
+    z0 = int((box[2] + box[5]) // 2) - slices // 2
+    cut = slice(z0, z0 + slices)
+    label = (gts["gts"][cut] == 1).astype(np.uint8)
+    zs = np.nonzero(label.any(axis=(1, 2)))[0]
+    box[2], box[5] = zs.min(), zs.max()
+    np.savez(dest / "imgs" / name, imgs=imgs["imgs"][cut], boxes=box[None], spacing=imgs["spacing"])
+    np.savez(dest / "gts" / name, gts=label, spacing=gts["spacing"])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The tests' OpenVINO compiled-model cache is their own (CLI subprocesses inherit it),
     never the user's."""

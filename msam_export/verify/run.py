@@ -73,31 +73,12 @@ def verify(
         reference = open_model(reference_path, threads=threads, trust_pickle=trust_pickle, need="verify")
     limits = limits or DEFAULT_LIMITS.for_precision(candidate.precision)
     pages = _page_builder(html and output is not None)
+    options = {"repeats": repeats, "on_case": on_case, "on_result": pages.add if pages else None,
+               "propagation": propagation}  # fmt: skip
     if cluster is not None:
-        report = cluster.verify(
-            candidate,
-            reference,
-            paths,
-            gts_dir,
-            limits,
-            repeats=repeats,
-            on_case=on_case,
-            on_result=pages.add if pages else None,
-            propagation=propagation,
-        )
+        report = cluster.verify(candidate, reference, paths, gts_dir, limits, **options)
     else:
-        report = run_verify(
-            candidate,
-            reference,
-            paths,
-            gts_dir,
-            limits,
-            repeats=repeats,
-            on_case=on_case,
-            on_result=pages.add if pages else None,
-            reference_cache=reference_cache,
-            propagation=propagation,
-        )
+        report = run_verify(candidate, reference, paths, gts_dir, limits, reference_cache=reference_cache, **options)
     result = VerifyResult(report)
     if output is not None:
         result.path = Path(output)

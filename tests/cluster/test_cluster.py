@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, crop_3d
 
 from msam_export.checkpoints import default_checkpoint_path
 from msam_export.cluster.transfer import FileRef, Probe, probe_for
@@ -50,19 +50,6 @@ ACCURACY = (
     "reference",
     "candidate",
 )
-
-
-def crop_3d(name: str, dest: Path, slices: int = 5) -> None:
-    """A real 3D case cut to ``slices`` slices around its first box's middle (keeps runs short)."""
-    imgs, gts = np.load(SAMPLES / "imgs" / name), np.load(SAMPLES / "gts" / name)
-    box = imgs["boxes"][0].copy()
-    z0 = int((box[2] + box[5]) // 2) - slices // 2
-    cut = slice(z0, z0 + slices)
-    label = (gts["gts"][cut] == 1).astype(np.uint8)
-    zs = np.nonzero(label.any(axis=(1, 2)))[0]
-    box[2], box[5] = zs.min(), zs.max()
-    np.savez(dest / "imgs" / name, imgs=imgs["imgs"][cut], boxes=box[None], spacing=imgs["spacing"])
-    np.savez(dest / "gts" / name, gts=label, spacing=gts["spacing"])
 
 
 def segs_of(folder: Path) -> dict[str, bytes]:

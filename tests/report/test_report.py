@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, crop_3d
 from PIL import Image
 
 from msam_export.data import Case
@@ -263,19 +263,6 @@ def test_missing_or_unreadable_files_are_one_line_errors(synthetic, tmp_path):
 
 
 # ----------------------------------------------------------------------------- a real verify run (slow tier)
-
-
-def crop_3d(name: str, dest: Path, slices: int = 5) -> None:
-    """A bundled 3D case cut to ``slices`` slices around its first box's middle, with that box's label."""
-    imgs, gts = np.load(SAMPLES / "imgs" / name), np.load(SAMPLES / "gts" / name)
-    box = imgs["boxes"][0].copy()
-    z0 = int((box[2] + box[5]) // 2) - slices // 2
-    cut = slice(z0, z0 + slices)
-    label = (gts["gts"][cut] == 1).astype(np.uint8)
-    zs = np.nonzero(label.any(axis=(1, 2)))[0]
-    box[2], box[5] = zs.min(), zs.max()
-    np.savez(dest / "imgs" / name, imgs=imgs["imgs"][cut], boxes=box[None], spacing=imgs["spacing"])
-    np.savez(dest / "gts" / name, gts=label, spacing=gts["spacing"])
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, crop_3d
 from test_cli import run_cli
 
 from msam_export.checkpoints import default_checkpoint_path
@@ -15,20 +14,6 @@ from msam_export.runtime import open_model
 from msam_export.verify import verify
 
 CASES = ("2DBox_US_HC18-000.npz", "3DBox_CT_MSDSpleen-spleen2.npz")
-
-
-def crop_3d(name: str, dest, slices: int = 5) -> None:
-    """A real 3D case cut to ``slices`` slices around its first box's middle (keeps tests fast)."""
-    imgs = np.load(REPO / "msam_export" / "samples" / "imgs" / name)
-    gts = np.load(REPO / "msam_export" / "samples" / "gts" / name)
-    box = imgs["boxes"][0].copy()
-    z0 = int((box[2] + box[5]) // 2) - slices // 2
-    cut = slice(z0, z0 + slices)
-    label = (gts["gts"][cut] == 1).astype(np.uint8)
-    zs = np.nonzero(label.any(axis=(1, 2)))[0]
-    box[2], box[5] = zs.min(), zs.max()
-    np.savez(dest / "imgs" / name, imgs=imgs["imgs"][cut], boxes=box[None], spacing=imgs["spacing"])
-    np.savez(dest / "gts" / name, gts=label, spacing=gts["spacing"])
 
 
 @pytest.fixture(scope="module")
