@@ -4,10 +4,13 @@ Prints and writes a markdown table: encoder ms, decoder ms for 1 box and per box
 8 boxes per call, the share of a 2D case spent outside the two graphs, and each
 backend's encoder speed-up over PyTorch eager and over OpenVINO FP32, with the inference
 precision each backend reports. On a CPU with BF16 (AVX512-BF16 or AMX) it adds OpenVINO
-BF16 rows, for the FP32 IR and for the INT8 IR's float parts. Times are the best of N
-rounds; ratios are the median (and 10th-90th percentile) of the round-by-round ratios.
+BF16 rows, for the FP32 IR and for the INT8 IR's float parts. With ``--onnx-full`` /
+``--openvino-full`` (exports with ``--prompts full``) it adds rows for the full-interface
+decoder, prompted with boxes alone and with box + one click + the previous mask. Times are
+the best of N rounds; ratios are the median (and 10th-90th percentile) of the round-by-round
+ratios.
 
-    python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--threads N]
+    python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--openvino-full DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from msam_export.checkpoints import default_checkpoint_path
-from msam_export.contract import preprocess
+from msam_export.contract import preprocess, prompt_arrays
 from msam_export.data import load_case
 from msam_export.export.parity import sample_path
 from msam_export.runtime import Predictor, open_model
@@ -61,10 +64,22 @@ def ratio_spread(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float,
     return float(np.median(ratios)), float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))
 
 
-def measure(opened_models: dict, repeats: int) -> dict[str, dict]:
-    """Encoder ms, decoder ms for 1 box and per box at 8 boxes per call (best of the
-    rounds), the round-by-round encoder speed-up over eager and 8-box/1-box ratio, and the
-    share of a 2D case's wall time spent outside the two graphs, per backend."""
+def decoder_call(opened, embedding: np.ndarray, boxes: np.ndarray, prompt: str) -> Callable[[], object]:
+    """One decoder call: ``boxes`` alone ("box"), or each box with one foreground click at its
+    centre and a previous mask ("box+click+mask", full interface)."""
+    if prompt == "box":
+        return partial(opened.backend.decode, embedding, boxes)
+    clicks = ((boxes[:, :2] + boxes[:, 2:]) / 2)[:, None, :]
+    previous = np.random.default_rng(0).normal(size=(len(boxes), 1, 256, 256)).astype(np.float32)
+    prompts = prompt_arrays(boxes, clicks, np.ones((len(boxes), 1)), previous)
+    return partial(opened.backend.decode_prompts, embedding, prompts)
+
+
+def measure(opened_models: dict, repeats: int, prompts: dict[str, str]) -> dict[str, dict]:
+    """Encoder ms, decoder ms for 1 prompt and per prompt at 8 per call (best of the
+    rounds), the round-by-round encoder speed-up over eager and 8/1 ratio, and the
+    share of a 2D case's wall time spent outside the two graphs, per backend
+    (``prompts[name]``: what its decoder is prompted with, see ``decoder_call``)."""
     cases = [load_case(sample_path(name)) for name in CASES]
     one = np.array([[40, 50, 200, 220]], np.float32)
     eight = np.repeat(one, 8, axis=0) + np.arange(8, dtype=np.float32)[:, None]
@@ -73,8 +88,8 @@ def measure(opened_models: dict, repeats: int) -> dict[str, dict]:
     encoder = interleaved_ms({n: partial(o.backend.encode, tensors[n]) for n, o in opened_models.items()}, repeats)
     decoder_calls = {}
     for n, o in opened_models.items():  # 1 and 8 boxes next to each other: their ratio is paired
-        decoder_calls[(n, 1)] = partial(o.backend.decode, embeddings[n], one)
-        decoder_calls[(n, 8)] = partial(o.backend.decode, embeddings[n], eight)
+        decoder_calls[(n, 1)] = decoder_call(o, embeddings[n], one, prompts[n])
+        decoder_calls[(n, 8)] = decoder_call(o, embeddings[n], eight, prompts[n])
     decoder = interleaved_ms(decoder_calls, repeats, warm_each=True)
     eager = encoder[next(iter(opened_models))]
     results = {}
@@ -107,6 +122,8 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path)
     parser.add_argument("--openvino", type=Path)
     parser.add_argument("--openvino-int8", type=Path)
+    parser.add_argument("--onnx-full", type=Path, help="an ONNX export with --prompts full")
+    parser.add_argument("--openvino-full", type=Path, help="an OpenVINO export with --prompts full")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=15, help="rounds [default: 15]")
     parser.add_argument("--out", type=Path, default=None)
@@ -125,10 +142,17 @@ def main() -> None:
         runs.append(("OpenVINO INT8", args.openvino_int8, "f32"))
         if has_bf16:
             runs.append(("OpenVINO INT8, BF16 elsewhere", args.openvino_int8, "bf16"))
+    prompts = {name: "box" for name, _, _ in runs}
+    for label, path in (("ONNX Runtime FP32", args.onnx_full), ("OpenVINO FP32", args.openvino_full)):
+        if path:
+            for prompt in ("box", "box+click+mask"):
+                name = f"{label}, full interface, {prompt}"
+                runs.append((name, path, "f32"))
+                prompts[name] = prompt
     opened_models = {
         name: open_model(path, threads=args.threads, precision=precision) for name, path, precision in runs
     }
-    results = measure(opened_models, args.repeats)
+    results = measure(opened_models, args.repeats, prompts)
     opened = next(iter(opened_models.values()))
     flags = ", ".join(k for k, v in isa.items() if v) or "none"
     lines = [
@@ -136,8 +160,8 @@ def main() -> None:
         f"model: {opened.spec.title}; {args.repeats} rounds, backends interleaved run by run. Times: best round. "
         "Ratios: median of the round-by-round ratios (10th-90th percentile).",
         "",
-        "| backend | ran | encoder ms | x eager | x OpenVINO FP32 | decoder ms (1 box) | decoder ms/box (8 per call) | "
-        "8-box/1-box | outside graphs (2D case) |",
+        "| backend | ran | encoder ms | x eager | x OpenVINO FP32 | decoder ms (1 prompt) | "
+        "decoder ms/prompt (8 per call) | 8/1 | outside graphs (2D case) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     ov_fp32 = results.get("OpenVINO FP32", {}).get("encoder_ms")

@@ -8,8 +8,13 @@ artifact is (:func:`precision_of`, :func:`is_int8`). The record's sections are d
 Graphs and their tensors (the same names in ONNX and OpenVINO IR):
 
 * encoder: ``image`` float32 (1,3,S,S) -> ``image_embeddings`` float32 (1,256,64,64);
-* decoder: ``image_embeddings`` (1,256,64,64), ``boxes`` float32 (N,4) XYXY in the S frame
-  -> ``low_res_logits`` (N,1,256,256), ``iou_predictions`` (N,1); N dynamic.
+* decoder, box interface (``options.prompts`` "box", the default): ``image_embeddings``
+  (1,256,64,64), ``boxes`` float32 (N,4) XYXY in the S frame -> ``low_res_logits``
+  (N,1,256,256), ``iou_predictions`` (N,1); N dynamic;
+* decoder, full interface (``options.prompts`` "full", SAM's ONNX interface):
+  ``image_embeddings``, ``point_coords`` float32 (N,P,2) XY in the S frame, ``point_labels``
+  float32 (N,P) (1 foreground, 0 background, 2/3 box corners, -1 padding), ``mask_input``
+  float32 (N,1,256,256), ``has_mask_input`` float32 (N,) -> the same two outputs; N, P dynamic.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ ENCODER_INPUT = "image"
 ENCODER_OUTPUT = "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "boxes")
 DECODER_OUTPUTS = ("low_res_logits", "iou_predictions")
+PROMPT_DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
+# the decoder interfaces an export can have, and each one's inputs
+PROMPT_INTERFACES = {"box": DECODER_INPUTS, "full": PROMPT_DECODER_INPUTS}
 
 # graph file of each part, per kind (an OpenVINO graph's weights are the .bin beside its .xml)
 GRAPH_FILES = {
@@ -140,6 +148,12 @@ def precision_of(record: dict[str, Any]) -> str:
     return precision if precision in PRECISIONS else "fp32"
 
 
+def prompts_of(record: dict[str, Any]) -> str:
+    """The decoder's prompt interface: "box" (boxes only) or "full" (points, labels, a mask)."""
+    prompts = (record.get("options") or {}).get("prompts", "box")
+    return prompts if prompts in PROMPT_INTERFACES else "box"
+
+
 def is_int8(record: dict[str, Any]) -> bool:
     return precision_of(record) == "int8"
 
@@ -164,6 +178,10 @@ class Artifact:
     @property
     def precision(self) -> str:
         return precision_of(self.record)
+
+    @property
+    def prompts(self) -> str:
+        return prompts_of(self.record)
 
     @property
     def variant(self) -> str:

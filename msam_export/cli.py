@@ -97,6 +97,14 @@ PropagationOpt = Annotated[
         "the model's input frame, widened by N px).",
     ),
 ]
+PromptsOpt = Annotated[
+    str,
+    typer.Option(
+        "--prompts",
+        help="Decoder interface: box (boxes only: the challenge's prompts, fastest) or full (SAM's ONNX interface: "
+        "point_coords, point_labels, mask_input, has_mask_input; clicks, box + clicks, a previous mask).",
+    ),
+]
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Challenge data: a root with imgs/ and gts/, or an imgs/ dir (gts/ beside).")
 ]
@@ -309,13 +317,15 @@ def onnx_cmd(
     calibration_method: Annotated[
         str, typer.Option("--calibration-method", help="INT8 activation ranges: minmax, entropy or percentile.")
     ] = "minmax",
+    prompts: PromptsOpt = "box",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export encoder.onnx + decoder.onnx, simplified, checked and parity-tested in ONNX Runtime.
 
-    Exit 1 (and nothing written) if the graphs drift from PyTorch beyond 1e-4. SRC may also be
-    an FP32 ONNX artifact with --int8.
+    Exit 1 (and nothing written) if the graphs drift from PyTorch beyond 1e-4 (with --prompts full:
+    for clicks, box + clicks and clicks + previous mask too). SRC may also be an FP32 ONNX artifact
+    with --int8.
     """
     _needs_export("onnx")
     path = _checkpoint_path(checkpoint, use_default)
@@ -323,6 +333,11 @@ def onnx_cmd(
     if int8:
         from .quantize import quantize_onnx
 
+        if prompts != "box":
+            raise MsamError(
+                "onnx --int8 keeps the source's decoder: export an FP32 ONNX artifact with --prompts full, "
+                "then quantize that artifact"
+            )
         artifact = quantize_onnx(
             path,
             output or _default_out(path, "onnx-int8"),
@@ -345,6 +360,7 @@ def onnx_cmd(
             opset=opset,
             simplify=not no_simplify,
             with_preprocess=with_preprocess,
+            prompts=prompts,
             overwrite=overwrite,
             progress=steps,
         )
@@ -381,6 +397,14 @@ def openvino_cmd(
     qat_steps: Annotated[int, typer.Option("--qat-steps", help="INT8 --qat: optimizer steps.")] = 300,
     qat_seconds: Annotated[float, typer.Option("--qat-seconds", help="INT8 --qat: time limit in seconds.")] = 1800.0,
     seed: Annotated[int, typer.Option("--seed", help="INT8 --qat: random seed (deterministic for it).")] = 0,
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            "--prompts",
+            help="Decoder interface: box or full (SAM's ONNX interface: clicks, box + clicks, a previous mask) "
+            "[default: box, or the source artifact's].",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
     use_default: DefaultOpt = False,
     variant: VariantOpt = None,
@@ -411,6 +435,7 @@ def openvino_cmd(
             target=target,
             budget=Budget(max_float_modules=max_float_modules, max_seconds=budget_seconds),
             qat=QatOptions(steps=qat_steps, max_seconds=qat_seconds, seed=seed) if qat else None,
+            prompts=prompts,
             threads=threads,
             variant=variant,
             trust_pickle=trust_pickle,
@@ -424,6 +449,7 @@ def openvino_cmd(
             path,
             output or _default_out(path, "openvino"),
             weight_format=weight_format,
+            prompts=prompts,
             variant=variant,
             trust_pickle=trust_pickle,
             opset=opset,
@@ -580,6 +606,15 @@ def verify_cmd(
     precision: PrecisionOpt = "f32",
     trust_pickle: TrustPickleOpt = False,
     propagation: PropagationOpt = "spec",
+    prompts: Annotated[
+        str,
+        typer.Option(
+            "--prompts",
+            help="box (the challenge's box prompts), or clicks[:K]: also K rounds (default 5) of simulated click "
+            "refinement on the 2D cases, one click per box per round at the centre of its largest error, previous "
+            "logits as the mask prompt; per-round table (needs an artifact exported with --prompts full).",
+        ),
+    ] = "box",
     ray: RayOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON on stdout.")] = False,
 ) -> None:
@@ -592,7 +627,7 @@ def verify_cmd(
     _needs_export("verify")
     from .runtime import open_model
     from .verify import verify
-    from .verify.render import verify_table
+    from .verify.render import clicks_table, verify_table
 
     opened = open_model(candidate, threads=threads, precision=precision, trust_pickle=trust_pickle, need="verify")
     progress, advance = _progress("verify", _count_cases(data))
@@ -607,6 +642,7 @@ def verify_cmd(
             repeats=repeats,
             threads=threads,
             propagation=_propagation(propagation),
+            prompts=prompts,
             trust_pickle=trust_pickle,
             html=not no_html,
             on_case=advance,
@@ -616,6 +652,8 @@ def verify_cmd(
         print(json.dumps(result.report, indent=2))
     else:
         console.print(verify_table(result.report))
+        if clicks_table(result.report) is not None:
+            console.print(clicks_table(result.report))
         if result.html:
             console.print(f"report: {result.html}")
     if not result.passed:

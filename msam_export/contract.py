@@ -327,6 +327,99 @@ def transform_boxes(boxes: np.ndarray, original_hw: tuple[int, int], size: int) 
     return np.trunc(arr * ratio).astype(np.float32)
 
 
+def transform_points(points: np.ndarray, original_hw: tuple[int, int], size: int) -> np.ndarray:
+    """Map XY points (..., 2) from original pixels to the S frame: ``point * (size / max(H, W))``,
+    not truncated (SAM's ``apply_coords``). float32. The +0.5 and /S happen in the graph."""
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.ndim < 1 or arr.shape[-1] != 2:
+        raise ValueError(f"points must be (..., 2) XY, got {arr.shape}")
+    return (arr * (size / max(original_hw))).astype(np.float32)
+
+
+POINT_LABELS = (-1.0, 0.0, 1.0, 2.0, 3.0)  # padding, background, foreground, box corners
+
+
+@dataclass(frozen=True)
+class PromptArrays:
+    """The full decoder interface's inputs for N prompts (see ``artifact``): float32
+    ``point_coords`` (N,P,2) S frame, ``point_labels`` (N,P), ``mask_input`` (N,1,256,256),
+    ``has_mask_input`` (N,)."""
+
+    point_coords: np.ndarray
+    point_labels: np.ndarray
+    mask_input: np.ndarray
+    has_mask_input: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.point_labels)
+
+    def rows(self, start: int, stop: int) -> PromptArrays:
+        return PromptArrays(*(a[start:stop] for a in self.arrays()))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.point_coords, self.point_labels, self.mask_input, self.has_mask_input
+
+
+def prompt_arrays(
+    boxes: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    low_res: int = 256,
+) -> PromptArrays:
+    """S-frame prompts -> the full interface's inputs, as SAM's predictor builds them.
+
+    Args:
+        boxes: (N, 4) S-frame XYXY boxes, or None.
+        points: (N, P, 2) S-frame XY clicks, or None; ``labels`` (N, P): 1 foreground,
+            0 background (-1 pads a row that has fewer clicks).
+        masks: (N, 1, 256, 256) or (N, 256, 256) low-res logits of a previous call, or None.
+            A row of NaN is "no mask" for that row.
+
+    Each row is its points, then its box's two corners (labels 2 and 3); a row with no box
+    ends with one (0, 0) point of label -1, as SAM pads point-only prompts. Rows without a
+    mask get zeros and ``has_mask_input`` 0.
+    """
+    given = [a for a in (boxes, points, masks) if a is not None]
+    if boxes is None and points is None:
+        raise ValueError("a prompt needs boxes or points")
+    n = len(given[0])
+    coords, codes = [], []
+    if points is not None:
+        points = np.asarray(points, dtype=np.float32)
+        codes_in = np.asarray(labels, dtype=np.float32) if labels is not None else None
+        if points.ndim != 3 or points.shape[2] != 2 or len(points) != n:
+            raise ValueError(f"points must be (N, P, 2) with N = {n}, got {points.shape}")
+        if codes_in is None or codes_in.shape != points.shape[:2]:
+            found = None if codes_in is None else codes_in.shape
+            raise ValueError(f"labels must be (N, P) = {points.shape[:2]}, got {found}")
+        if not np.isin(codes_in, POINT_LABELS).all():
+            raise ValueError("point labels must be 1 (foreground), 0 (background), 2/3 (box corners) or -1 (padding)")
+        coords.append(points)
+        codes.append(codes_in)
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.shape != (n, 4):
+            raise ValueError(f"boxes must be (N, 4) with N = {n}, got {boxes.shape}")
+        coords.append(boxes.reshape(n, 2, 2))
+        codes.append(np.tile(np.array([2.0, 3.0], dtype=np.float32), (n, 1)))
+    else:
+        coords.append(np.zeros((n, 1, 2), dtype=np.float32))
+        codes.append(np.full((n, 1), -1.0, dtype=np.float32))
+    mask_input = np.zeros((n, 1, low_res, low_res), dtype=np.float32)
+    has_mask = np.zeros(n, dtype=np.float32)
+    if masks is not None:
+        masks = np.asarray(masks, dtype=np.float32).reshape(-1, 1, *np.shape(masks)[-2:])
+        if masks.shape != mask_input.shape:
+            raise ValueError(f"masks must be (N, 1, {low_res}, {low_res}) low-res logits, got {np.shape(masks)}")
+        has_mask = (~np.isnan(masks).any(axis=(1, 2, 3))).astype(np.float32)
+        mask_input = np.where(np.isnan(masks), np.float32(0), masks)
+    return PromptArrays(
+        np.ascontiguousarray(np.concatenate(coords, axis=1)), np.ascontiguousarray(np.concatenate(codes, axis=1)),
+        mask_input, has_mask,
+    )  # fmt: skip
+
+
 def postprocess(
     low_res_logits: np.ndarray,
     resized_hw: tuple[int, int],

@@ -17,8 +17,10 @@ from msam_export.contract import (
     paint_labels,
     postprocess,
     preprocess,
+    prompt_arrays,
     resized_shape,
     transform_boxes,
+    transform_points,
 )
 
 
@@ -450,3 +452,47 @@ def test_contract_equals_torch_on_every_bundled_case() -> None:
             logits = _smooth_logits(2, seed=size)
             expected = _torch_postprocess(logits, hw, hwc.shape[:2], size)
             np.testing.assert_array_equal(postprocess(logits, hw, hwc.shape[:2], size), expected, err_msg=path.name)
+
+
+def test_transform_points_scales_without_truncation():
+    points = np.array([[[100.5, 33.3]]])
+    np.testing.assert_allclose(transform_points(points, (400, 600), 256), points * 256 / 600, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        transform_points(np.zeros((2, 3)), (10, 10), 256)
+
+
+def test_prompt_arrays_order_padding_and_mask_flags():
+    boxes = np.array([[1.0, 2, 30, 40], [5, 6, 70, 80]])
+    points = np.array([[[10.0, 11]], [[12, 13]]])
+    labels = np.array([[1.0], [0.0]])
+    with_box = prompt_arrays(boxes, points, labels)
+    # points first, then the box's corners with labels 2 and 3; no padding point
+    np.testing.assert_array_equal(with_box.point_coords[0], [[10, 11], [1, 2], [30, 40]])
+    np.testing.assert_array_equal(with_box.point_labels, [[1, 2, 3], [0, 2, 3]])
+    assert not with_box.has_mask_input.any() and not with_box.mask_input.any()
+    clicks = prompt_arrays(points=points, labels=labels)
+    # no box: one (0, 0) point of label -1, as SAM pads point-only prompts
+    np.testing.assert_array_equal(clicks.point_labels, [[1, -1], [0, -1]])
+    np.testing.assert_array_equal(clicks.point_coords[:, 1], 0)
+    masks = np.ones((2, 1, 256, 256), dtype=np.float32)
+    masks[1] = np.nan  # the second row has no previous mask
+    flagged = prompt_arrays(boxes, masks=masks)
+    np.testing.assert_array_equal(flagged.has_mask_input, [1, 0])
+    assert flagged.mask_input[0].min() == 1 and not flagged.mask_input[1].any()
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in flagged.arrays())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "needs boxes or points"),
+        ({"points": np.zeros((1, 2, 2))}, r"labels must be \(N, P\)"),
+        ({"points": np.zeros((1, 2)), "labels": np.zeros(1)}, r"points must be \(N, P, 2\)"),
+        ({"points": np.zeros((1, 1, 2)), "labels": np.full((1, 1), 5.0)}, "point labels must be"),
+        ({"boxes": np.zeros((1, 4)), "masks": np.zeros((1, 1, 64, 64))}, "low-res logits"),
+        ({"boxes": np.zeros((2, 4)), "points": np.zeros((1, 1, 2)), "labels": np.ones((1, 1))}, "N = 2"),
+    ],
+)
+def test_prompt_arrays_names_bad_prompts(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        prompt_arrays(**kwargs)

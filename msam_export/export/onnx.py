@@ -1,4 +1,4 @@
-"""Tracing the encoder and the box decoder to ONNX, simplifying and checking them."""
+"""Tracing the encoder and the decoder (box or full prompt interface) to ONNX, simplifying and checking them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_DECODER_INPUTS
 from ..zoo import EMBEDDING_SHAPE, MedSam, ModelSpec
 from .activations import traceable_activations
 
@@ -58,6 +58,25 @@ def trace_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAU
     names = {"inputs": list(DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)}
     dynamic = {name: {0: "num_boxes"} for name in (DECODER_INPUTS[1], *DECODER_OUTPUTS)}
     _export(model.box_decoder(), (embeddings, boxes), path, opset, names, dynamic)
+
+
+def trace_prompt_decoder(model: MedSam, spec: ModelSpec, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """SAM's ONNX interface: ``image_embeddings`` (1,256,64,64), ``point_coords`` float32 (N,P,2),
+    ``point_labels`` float32 (N,P), ``mask_input`` float32 (N,1,256,256), ``has_mask_input``
+    float32 (N,) -> ``low_res_logits`` (N,1,256,256), ``iou_predictions`` (N,1); N and P dynamic."""
+    embeddings = torch.zeros(EMBEDDING_SHAPE)
+    coords = torch.tensor([[[50.0, 60.0], [10.0, 20.0], [100.0, 120.0]], [[70.0, 80.0], [30.0, 40.0], [200.0, 220.0]]])
+    labels = torch.tensor([[1.0, 2.0, 3.0], [0.0, 2.0, 3.0]])
+    mask_input = torch.zeros(2, 1, 4 * EMBEDDING_SHAPE[2], 4 * EMBEDDING_SHAPE[3])
+    has_mask = torch.tensor([1.0, 0.0])
+    names = {"inputs": list(PROMPT_DECODER_INPUTS), "outputs": list(DECODER_OUTPUTS)}
+    dynamic = {name: {0: "num_prompts"} for name in (*PROMPT_DECODER_INPUTS[1:], *DECODER_OUTPUTS)}
+    dynamic["point_coords"] = dynamic["point_labels"] = {0: "num_prompts", 1: "num_points"}
+    args = (embeddings, coords, labels, mask_input, has_mask)
+    _export(model.prompt_decoder(), args, path, opset, names, dynamic)
+
+
+TRACERS = {"box": trace_decoder, "full": trace_prompt_decoder}
 
 
 def simplify(path: Path) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..artifact import ENCODER_INPUT
-from ..contract import preprocess, transform_boxes
+from ..contract import PromptArrays, preprocess, prompt_arrays, transform_boxes
 from ..data import SAMPLES, Case, load_case
 from ..metrics import agreement_dice
 from ..runtime import Backend
@@ -111,6 +111,7 @@ class MemoBackend:
         self.backend = backend
         self.name = backend.name
         self.precision = backend.precision
+        self.interface = backend.interface
         self._memo: dict[tuple, Any] = {}
 
     def _key(self, *arrays: np.ndarray) -> tuple:
@@ -126,6 +127,12 @@ class MemoBackend:
         key = ("decode", *self._key(embeddings, boxes))
         if key not in self._memo:
             self._memo[key] = self.backend.decode(embeddings, boxes)
+        return tuple(a.copy() for a in self._memo[key])
+
+    def decode_prompts(self, embeddings: np.ndarray, prompts: PromptArrays) -> tuple[np.ndarray, np.ndarray]:
+        key = ("decode_prompts", *self._key(embeddings, *prompts.arrays()))
+        if key not in self._memo:
+            self._memo[key] = self.backend.decode_prompts(embeddings, prompts)
         return tuple(a.copy() for a in self._memo[key])
 
 
@@ -167,6 +174,83 @@ def compare(reference: Backend, candidate: Backend, inputs: list[ParityInput], w
             "mask_dsc_min": min(r["mask_dsc"] for r in per_input),
         }
     return {"inputs": per_input, "worst": worst}
+
+
+def merge_worst(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """The worse of two ``worst`` summaries, key by key (``*_min``: the lower; else the higher)."""
+    keys = list(a) + [k for k in b if k not in a]
+    pick = {k: (min if k.endswith("_min") else max) for k in keys}
+    return {k: pick[k](v for v in (a.get(k), b.get(k)) if v is not None) for k in keys}
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """One image with full-interface prompts; ``previous_mask`` feeds the reference's box logits
+    as ``mask_input`` (on every other row, the others flagged "no mask")."""
+
+    name: str
+    image: np.ndarray
+    boxes: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+    with_box: bool
+    previous_mask: bool
+
+
+PROMPT_SETS = {"clicks": (False, False), "box+clicks": (True, False), "clicks+mask": (False, True)}
+
+
+def prompt_parity_inputs(spec: ModelSpec, cases: tuple[str, ...] = PARITY_CASES) -> list[PromptInput]:
+    """``parity_inputs``' images with clicks derived from their boxes (a foreground click at the
+    box centre, a background click at a quarter of its diagonal, one outside it), three ways:
+    clicks only, box + clicks, clicks + previous mask."""
+    out = []
+    for item in parity_inputs(spec, cases):
+        b = item.boxes.astype(np.float64)
+        centre = (b[:, :2] + b[:, 2:]) / 2
+        quarter = b[:, :2] + (b[:, 2:] - b[:, :2]) / 4
+        outside = np.clip(b[:, :2] - 6, 0, spec.input_size - 1)
+        points = np.stack([centre, quarter, outside], axis=1).astype(np.float32)
+        labels = np.tile(np.array([1.0, 0.0, 0.0], dtype=np.float32), (len(b), 1))
+        for kind, (with_box, previous_mask) in PROMPT_SETS.items():
+            name = f"{item.name} {kind}"
+            out.append(PromptInput(name, item.image, item.boxes, points, labels, with_box, previous_mask))
+    return out
+
+
+def compare_prompts(reference: Backend, candidate: Backend, inputs: list[PromptInput]) -> dict[str, Any]:
+    """``compare`` for the full prompt interface: logits and IoU max abs errors given the reference
+    embedding, end-to-end mask agreement, per input and worst."""
+    rows, embeddings = [], {}
+    for item in inputs:
+        key = id(item.image)
+        if key not in embeddings:
+            embeddings[key] = (reference.encode(item.image), candidate.encode(item.image))
+        ref_emb, cand_emb = embeddings[key]
+        masks = None
+        if item.previous_mask:
+            masks = reference.decode(ref_emb, item.boxes)[0].astype(np.float32)
+            masks[1::2] = np.nan  # every other row without a mask
+        prompts = prompt_arrays(item.boxes if item.with_box else None, item.points, item.labels, masks)
+        ref_logits, ref_iou = reference.decode_prompts(ref_emb, prompts)
+        logits, iou = candidate.decode_prompts(ref_emb.astype(np.float32), prompts)
+        e2e_logits, _ = candidate.decode_prompts(cand_emb, prompts)
+        rows.append(
+            {
+                "input": item.name,
+                "prompts": len(prompts),
+                "points": int(prompts.point_labels.shape[1]),
+                "logits_max_abs": float(np.abs(ref_logits - logits).max()),
+                "iou_max_abs": float(np.abs(ref_iou - iou).max()),
+                "mask_dsc": _mask_agreement(ref_logits, e2e_logits),
+            }
+        )
+    worst = {
+        "logits_max_abs": max(r["logits_max_abs"] for r in rows),
+        "iou_max_abs": max(r["iou_max_abs"] for r in rows),
+        "mask_dsc_min": min(r["mask_dsc"] for r in rows),
+    }
+    return {"inputs": rows, "worst": worst}
 
 
 def raw_case_image(name: str) -> np.ndarray:

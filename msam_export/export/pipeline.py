@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact, graph_file, model_info, new_record, open_artifact, write_record
+from ..artifact import PROMPT_INTERFACES, Artifact, graph_file, model_info, new_record, open_artifact, write_record
 from ..checkpoints import LoadedCheckpoint, load_checkpoint
 from ..errors import MsamError, ParityError
 from ..files import PathLike, check_output_dir, sha256_of, staged_output
@@ -24,9 +24,12 @@ from .parity import (
     Tolerance,
     cached_exact_reference,
     compare,
+    compare_prompts,
     exact_reference,
+    merge_worst,
     parity_inputs,
     preprocess_parity,
+    prompt_parity_inputs,
 )
 
 WEIGHT_FORMATS = ("fp32", "fp16")
@@ -46,6 +49,9 @@ def check_parity(
         reference = cached_exact_reference(loaded.model, loaded.provenance.sha256)
         inputs = parity_inputs(loaded.spec, cases)
         result = compare(reference, candidate, inputs, loaded.model.has_decoder)
+        if getattr(candidate, "interface", "box") == "full":
+            prompts = compare_prompts(reference, candidate, prompt_parity_inputs(loaded.spec, cases))
+            result |= {"prompt_inputs": prompts["inputs"], "worst": merge_worst(result["worst"], prompts["worst"])}
     result |= {
         "reference": f"{reference.name} {reference.precision}",
         "candidate": candidate.name,
@@ -61,16 +67,29 @@ def check_parity(
     return result
 
 
+def check_prompts(prompts: str) -> str:
+    if prompts not in PROMPT_INTERFACES:
+        raise MsamError(f"unknown prompt interface {prompts!r}; choose one of {', '.join(PROMPT_INTERFACES)}")
+    return prompts
+
+
 def write_onnx(
-    loaded: LoadedCheckpoint, folder: Path, opset: int, simplify: bool, steps: Steps, with_preprocess: bool = False
+    loaded: LoadedCheckpoint,
+    folder: Path,
+    opset: int,
+    simplify: bool,
+    steps: Steps,
+    with_preprocess: bool = False,
+    prompts: str = "box",
 ) -> dict[str, Any]:
-    """Traces, simplifies and checks the graphs into ``folder``; returns the record's ``graphs``."""
+    """Traces, simplifies and checks the graphs into ``folder``; returns the record's ``graphs``.
+    ``prompts`` is the decoder's interface: "box", or "full" (SAM's ONNX interface)."""
     parts = ["encoder"] + (["decoder"] if loaded.model.has_decoder else [])
     parts += ["encoder_preprocess"] if with_preprocess else []
     files = {part: graph_file("onnx", part) for part in parts}
     tracers = {
         "encoder": onnx_export.trace_encoder,
-        "decoder": onnx_export.trace_decoder,
+        "decoder": onnx_export.TRACERS[prompts],
         "encoder_preprocess": onnx_export.trace_preprocessing_encoder,
     }
     with steps.step("trace", f"opset {opset}"):
@@ -108,6 +127,7 @@ def export_onnx(
     opset: int = onnx_export.DEFAULT_OPSET,
     simplify: bool = True,
     with_preprocess: bool = False,
+    prompts: str = "box",
     overwrite: bool = False,
     progress: Steps | None = None,
     parity_cases: tuple[str, ...] = PARITY_CASES,
@@ -116,8 +136,10 @@ def export_onnx(
     PyTorch in ONNX Runtime. Raises ParityError (nothing written) on drift.
 
     ``with_preprocess`` adds ``encoder_preprocess.onnx`` (uint8 (H,W,3) in; bilinear models only:
-    OpenCV's INTER_AREA has no exact graph form)."""
+    OpenCV's INTER_AREA has no exact graph form). ``prompts`` "full" writes the decoder with SAM's
+    ONNX interface (points, labels, a previous mask) instead of boxes only."""
     steps = progress or Steps(quiet=True)
+    check_prompts(prompts)
     checkpoint, output = Path(checkpoint), Path(output)
     check_output_dir(output, overwrite)
     loaded = _load(checkpoint, variant, trust_pickle, steps)
@@ -129,7 +151,7 @@ def export_onnx(
     if not loaded.model.has_decoder:
         steps.note("[yellow]encoder-only checkpoint: exporting the encoder alone[/]")
     with staged_output(output, overwrite) as stage:
-        graphs = write_onnx(loaded, stage, opset, simplify, steps, with_preprocess)
+        graphs = write_onnx(loaded, stage, opset, simplify, steps, with_preprocess, prompts)
         decoder = stage / graphs["decoder"]["file"] if "decoder" in graphs else None
         candidate = OnnxBackend(stage / graphs["encoder"]["file"], decoder)
         parity = check_parity(candidate, loaded, FP32, steps, "ONNX Runtime", parity_cases)
@@ -141,7 +163,8 @@ def export_onnx(
             "onnx",
             model=model_info(loaded.spec),
             source=loaded.provenance.to_dict(),
-            options={"precision": "fp32", "opset": opset, "simplify": simplify, "with_preprocess": with_preprocess},
+            options={"precision": "fp32", "opset": opset, "simplify": simplify, "with_preprocess": with_preprocess}
+            | _prompts_option(prompts),
             graphs=graphs,
             folder=stage,
             parity=parity,
@@ -149,6 +172,12 @@ def export_onnx(
         )
         write_record(stage, record)
     return Artifact(output, record)
+
+
+def _prompts_option(prompts: str) -> dict[str, str]:
+    """The record's ``options.prompts``: written for a full-interface decoder only, so that a box
+    export's export.json keeps the keys it always had (absent means "box")."""
+    return {} if prompts == "box" else {"prompts": prompts}
 
 
 def _check_preprocess_parity(graph: Path, loaded: LoadedCheckpoint, steps: Steps) -> dict[str, Any]:
@@ -188,6 +217,7 @@ def export_openvino(
     output: PathLike,
     *,
     weight_format: str = "fp32",
+    prompts: str | None = None,
     variant: str | None = None,
     trust_pickle: bool = False,
     opset: int = onnx_export.DEFAULT_OPSET,
@@ -198,7 +228,8 @@ def export_openvino(
 ) -> Artifact:
     """Checkpoint or FP32 ONNX artifact -> ``output/{encoder,decoder}.{xml,bin}`` + ``export.json``,
     parity-checked in OpenVINO at f32 inference precision. ``weight_format`` "fp16" stores the
-    weights in fp16 (held to a mask-agreement tolerance instead of 1e-4)."""
+    weights in fp16 (held to a mask-agreement tolerance instead of 1e-4). ``prompts`` is the
+    decoder's interface ("box" or "full"; default: "box", or the ONNX artifact's own)."""
     if weight_format not in WEIGHT_FORMATS:
         raise MsamError(f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
     steps = progress or Steps(quiet=True)
@@ -211,16 +242,23 @@ def export_openvino(
             f"{source}: a {onnx_source.kind} {onnx_source.precision} artifact; openvino converts a "
             "checkpoint or an FP32 ONNX artifact"
         )
+    if onnx_source is not None and prompts is not None and prompts != onnx_source.prompts:
+        raise MsamError(
+            f"{source}: its decoder has the {onnx_source.prompts!r} prompt interface, not {prompts!r}; "
+            "convert the checkpoint instead"
+        )
+    prompts = check_prompts(prompts or (onnx_source.prompts if onnx_source else "box"))
     check_output_dir(output, overwrite)
     loaded = _source_checkpoint(source, variant, trust_pickle, steps)
     with staged_output(output, overwrite) as stage, tempfile.TemporaryDirectory(dir=stage.parent) as work:
         if onnx_source is None:
-            onnx_dir, graphs = Path(work), write_onnx(loaded, Path(work), opset, simplify, steps)
+            onnx_dir, graphs = Path(work), write_onnx(loaded, Path(work), opset, simplify, steps, prompts=prompts)
             options = {"opset": opset, "simplify": simplify}
         else:
             onnx_dir = source
             graphs = {part: g for part, g in onnx_source.record["graphs"].items() if part in ("encoder", "decoder")}
             options = {k: onnx_source.record["options"].get(k) for k in ("opset", "simplify")}
+        options |= _prompts_option(prompts)
         with steps.step("convert", f"OpenVINO IR {weight_format}"):
             for part, graph in graphs.items():
                 _convert(onnx_dir / graph["file"], stage / graph_file("openvino", part), weight_format)

@@ -112,15 +112,22 @@ def compress_decoder(model: Any) -> Any:
     return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
 
 
-def _fp32_source(source: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps) -> Artifact:
-    """An FP32 OpenVINO artifact to quantize: SOURCE itself, or one made from SOURCE in ``work``."""
+def _fp32_source(
+    source: Path, work: Path, variant: str | None, trust_pickle: bool, steps: Steps, prompts: str | None = None
+) -> Artifact:
+    """An FP32 OpenVINO artifact to quantize: SOURCE itself, or one made from SOURCE in ``work``
+    (with the ``prompts`` decoder interface)."""
     if source.is_dir():
         artifact = open_artifact(source)
         if artifact.kind == "openvino":
             if artifact.precision != "fp32":
                 raise MsamError(f"{source}: a {artifact.precision} artifact; --int8 starts from fp32")
+            if prompts is not None and prompts != artifact.prompts:
+                raise MsamError(f"{source}: its decoder has the {artifact.prompts!r} prompt interface, not {prompts!r}")
             return artifact
-    return export_openvino(source, work / "fp32", variant=variant, trust_pickle=trust_pickle, progress=steps)
+    return export_openvino(
+        source, work / "fp32", prompts=prompts, variant=variant, trust_pickle=trust_pickle, progress=steps
+    )
 
 
 def _source_checkpoint(fp32: Artifact) -> Path:
@@ -145,13 +152,15 @@ def quantize_openvino(
     threads: int | None = None,
     compress_decoder_weights: bool = True,
     qat: QatOptions | None = None,
+    prompts: str | None = None,
     variant: str | None = None,
     trust_pickle: bool = False,
     overwrite: bool = False,
     progress: Steps | None = None,
 ) -> Artifact:
     """Checkpoint, ONNX artifact or FP32 OpenVINO artifact -> INT8 OpenVINO artifact for the
-    ``target`` CPU's arithmetic.
+    ``target`` CPU's arithmetic. ``prompts`` picks the decoder interface when the FP32 graphs are
+    made here (default "box"); the decoder's interface is kept as it is.
 
     Raises ParityError (nothing written) when the drift limit is not met within the budget.
     """
@@ -166,7 +175,7 @@ def quantize_openvino(
     target = resolve_target(target)
     check_output_dir(output, overwrite)
     with tempfile.TemporaryDirectory(prefix="msam-int8-") as tmp:
-        fp32 = _fp32_source(source, Path(tmp), variant, trust_pickle, steps)
+        fp32 = _fp32_source(source, Path(tmp), variant, trust_pickle, steps, prompts)
         spec = get_spec(fp32.variant)
         calib = load_calibration(calib_path, spec)
         if calib.model != spec.name:

@@ -2,8 +2,10 @@
 
 A backend is two methods: ``encode`` maps a preprocessed (1,3,S,S) float32 image to a
 (1,256,64,64) embedding; ``decode`` maps an embedding and (N,4) S-frame boxes to low-res
-logits (N,1,256,256) and IoU predictions (N,1). Everything above (pre/post-processing,
-2D/3D, timing) is shared. ONNX Runtime and OpenVINO need no torch; the PyTorch backend
+logits (N,1,256,256) and IoU predictions (N,1). A backend whose decoder has the full prompt
+interface (``interface`` "full") also has ``decode_prompts`` (points, labels, a previous mask:
+``contract.PromptArrays``); its ``decode`` feeds boxes as two corner points. Everything above
+(pre/post-processing, 2D/3D, timing) is shared. ONNX Runtime and OpenVINO need no torch; the PyTorch backend
 lives in ``torch_backend`` and is imported only when a checkpoint is opened.
 """
 
@@ -15,8 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
-from ..errors import require
+from ..artifact import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_DECODER_INPUTS
+from ..contract import PromptArrays, prompt_arrays
+from ..errors import MsamError, require
 
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 
@@ -24,10 +27,24 @@ OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 class Backend(Protocol):
     name: str
     precision: str
+    interface: str  # "box" or "full"
 
     def encode(self, image: np.ndarray) -> np.ndarray: ...
 
     def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def decode_prompts(self, embeddings: np.ndarray, prompts: PromptArrays) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def interface_of(input_names: list[str]) -> str:
+    """A decoder graph's prompt interface from its input names."""
+    return "full" if list(input_names) == list(PROMPT_DECODER_INPUTS) else "box"
+
+
+def box_only(name: str) -> MsamError:
+    return MsamError(
+        f"this {name} decoder takes boxes only; points and mask prompts need a decoder exported with --prompts full"
+    )
 
 
 def default_threads() -> int:
@@ -59,6 +76,7 @@ class OnnxBackend:
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(encoder), options, providers=providers) if encoder else None
         self.decoder = ort.InferenceSession(str(decoder), options, providers=providers) if decoder else None
+        self.interface = interface_of([i.name for i in self.decoder.get_inputs()]) if self.decoder else "box"
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         return self.encoder.run([ENCODER_OUTPUT], {ENCODER_INPUT: image})[0]
@@ -66,7 +84,16 @@ class OnnxBackend:
     def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.decoder is None:
             raise RuntimeError("this export has no decoder")
+        if self.interface == "full":
+            return self.decode_prompts(embeddings, prompt_arrays(boxes=boxes))
         feeds = dict(zip(DECODER_INPUTS, (embeddings, np.ascontiguousarray(boxes, dtype=np.float32)), strict=True))
+        logits, iou = self.decoder.run(list(DECODER_OUTPUTS), feeds)
+        return logits, iou
+
+    def decode_prompts(self, embeddings: np.ndarray, prompts: PromptArrays) -> tuple[np.ndarray, np.ndarray]:
+        if self.interface != "full":
+            raise box_only(self.name)
+        feeds = dict(zip(PROMPT_DECODER_INPUTS, (embeddings, *prompts.arrays()), strict=True))
         logits, iou = self.decoder.run(list(DECODER_OUTPUTS), feeds)
         return logits, iou
 
@@ -129,7 +156,11 @@ class OpenVinoBackend:
         self.encoder = self._core.compile_model(_model_arg(encoder), "CPU", self.config) if encoder else None
         self._encoder_request = self.encoder.create_infer_request() if self.encoder else None
         self._decoder = decoder
-        self._decoders: dict[int, Any] = {}
+        self._decoders: dict[tuple[int, int], Any] = {}
+        self.interface = "box"
+        if decoder is not None:
+            graph = self._core.read_model(str(decoder)) if isinstance(decoder, str | Path) else decoder
+            self.interface = interface_of([port.get_any_name() for port in graph.inputs])
 
     def _emulated(self, model: Path | Any) -> Any:
         from .emulation import fold_weights
@@ -147,27 +178,47 @@ class OpenVinoBackend:
         result = self._encoder_request.infer({ENCODER_INPUT: image})
         return np.array(result[self.encoder.output(ENCODER_OUTPUT)], copy=True)
 
-    def _decoder_for(self, boxes: int) -> Any:
-        """An infer request of the decoder compiled for exactly ``boxes`` boxes."""
-        if boxes not in self._decoders:
+    def _decoder_for(self, shapes: dict[str, tuple[int, ...]]) -> Any:
+        """An infer request of the decoder compiled for exactly these prompt-input shapes."""
+        key = tuple(sorted(shapes.items()))
+        if key not in self._decoders:
             if self._decoder is None:
                 raise RuntimeError("this export has no decoder")
             if isinstance(self._decoder, str | Path):
                 model = self._core.read_model(str(self._decoder))
             else:
                 model = self._decoder.clone()
-            model.reshape({DECODER_INPUTS[1]: [boxes, 4]})
-            self._decoders[boxes] = self._core.compile_model(model, "CPU", self.config).create_infer_request()
-        return self._decoders[boxes]
+            model.reshape({name: list(shape) for name, shape in shapes.items()})
+            self._decoders[key] = self._core.compile_model(model, "CPU", self.config).create_infer_request()
+        return self._decoders[key]
 
     def decode(self, embeddings: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.interface == "full":
+            return self.decode_prompts(embeddings, prompt_arrays(boxes=boxes))
+        return self._run_buckets(embeddings, [np.asarray(boxes, dtype=np.float32)], DECODER_INPUTS[1:])
+
+    def decode_prompts(self, embeddings: np.ndarray, prompts: PromptArrays) -> tuple[np.ndarray, np.ndarray]:
+        if self.interface != "full":
+            raise box_only(self.name)
+        return self._run_buckets(embeddings, list(prompts.arrays()), PROMPT_DECODER_INPUTS[1:])
+
+    def _run_buckets(
+        self, embeddings: np.ndarray, arrays: list[np.ndarray], names: tuple[str, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Runs the prompt rows (``arrays``, one per named input) in static-size buckets, the last
+        row repeated to fill a bucket and the extra outputs dropped."""
         logits, iou = [], []
-        for start in range(0, len(boxes), BOX_BUCKETS[-1]):
-            chunk = np.ascontiguousarray(boxes[start : start + BOX_BUCKETS[-1]], dtype=np.float32)
-            bucket = next(b for b in BOX_BUCKETS if b >= len(chunk))
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], bucket - len(chunk), axis=0)])
+        for start in range(0, len(arrays[0]), BOX_BUCKETS[-1]):
+            chunk = [np.ascontiguousarray(a[start : start + BOX_BUCKETS[-1]], dtype=np.float32) for a in arrays]
+            rows = len(chunk[0])
+            bucket = next(b for b in BOX_BUCKETS if b >= rows)
+            feeds = {
+                name: np.concatenate([a, np.repeat(a[-1:], bucket - rows, axis=0)])
+                for name, a in zip(names, chunk, strict=True)
+            }
+            request = self._decoder_for({name: a.shape for name, a in feeds.items()})
             # OpenVINO may write into an input tensor it was given: always feed a copy.
-            result = self._decoder_for(bucket).infer({DECODER_INPUTS[0]: embeddings.copy(), DECODER_INPUTS[1]: padded})
-            logits.append(np.array(result[DECODER_OUTPUTS[0]][: len(chunk)], copy=True))
-            iou.append(np.array(result[DECODER_OUTPUTS[1]][: len(chunk)], copy=True))
+            result = request.infer({DECODER_INPUTS[0]: embeddings.copy(), **feeds})
+            logits.append(np.array(result[DECODER_OUTPUTS[0]][:rows], copy=True))
+            iou.append(np.array(result[DECODER_OUTPUTS[1]][:rows], copy=True))
         return np.concatenate(logits), np.concatenate(iou)

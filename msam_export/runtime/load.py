@@ -46,10 +46,29 @@ class Model:
         """A predictor on this model; ``propagation`` overrides the spec's 3D rule."""
         return Predictor(self.backend, self.spec, propagation)
 
-    def segment(self, image: np.ndarray, boxes: np.ndarray) -> Segmentation:
-        """2D: uint8 (H,W) or (H,W,3) image, (N,4) XYXY boxes in its pixels -> label map (H,W)
-        in ``.segs`` (box i is label i+1) and each box's mask."""
-        return self.predictor().segment_2d(np.asarray(image), np.asarray(boxes))
+    def segment(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> Segmentation:
+        """2D: uint8 (H,W) or (H,W,3) image and N prompts -> label map (H,W) in ``.segs`` (prompt i
+        is label i+1), each prompt's mask, and the low-res logits in ``.logits``.
+
+        A prompt is a box (``boxes`` (N,4) XYXY in the image's pixels), clicks (``points`` (N,P,2)
+        XY pixels with ``labels`` (N,P): 1 foreground, 0 background), or both, optionally with a
+        previous call's ``.logits`` as ``mask`` (N,1,256,256). Clicks and masks need an artifact
+        exported with ``--prompts full`` (or a checkpoint)."""
+        if points is not None:
+            points = np.asarray(points, dtype=np.float64)
+            labels = np.asarray(labels) if labels is not None else None
+            if points.ndim == 2 and (labels is None or np.ndim(labels) == 1):  # one prompt's clicks
+                points, labels = points[None], None if labels is None else labels[None]
+        return self.predictor().segment_2d(
+            np.asarray(image), None if boxes is None else np.asarray(boxes), points=points, labels=labels, masks=mask
+        )
 
     def segment_volume(
         self, volume: np.ndarray, boxes: np.ndarray, propagation: Propagation | str | None = None
@@ -119,14 +138,22 @@ def _open_artifact(path: Path, threads: int | None, precision: str, cache_dir: A
         if precision not in OPENVINO_PRECISIONS:
             raise MsamError(f"unknown precision {precision!r}; choose one of {', '.join(OPENVINO_PRECISIONS)}")
         base = default_cache_dir() if cache_dir == DEFAULT_CACHE else (Path(cache_dir) if cache_dir else None)
-        # OpenVINO keys a blob compiled from a file by its path: an artifact rewritten at the same path
-        # would load the old blob. One subdirectory per artifact content (its files' sha256) prevents that.
-        cache = base / content_key(artifact.record) if base is not None else None
         target = (artifact.record.get("quantization") or {}).get("target")
         emulate = artifact.precision == "int8" and not runs_natively(target)
+        cache = base / cache_key(artifact.record, precision, emulate) if base is not None else None
         backend = OpenVinoBackend(encoder, decoder, threads, precision, cache, emulate_int8=emulate)
     record = artifact.record
     return Model(backend, spec, artifact.kind, artifact.precision, record.get("source") or {}, record)
+
+
+def cache_key(record: dict[str, Any], precision: str, emulated: bool) -> str:
+    """The compiled-model cache subdirectory of an artifact run at ``precision``.
+
+    OpenVINO keys a blob compiled from a file by its path and not by every compile option: an
+    artifact rewritten at the same path would load the old blob, and a bf16 compile of a file whose
+    f32 blob is cached loaded that blob and crashed (SIGSEGV) at the first inference. So each
+    artifact content (its files' sha256), inference precision and INT8 emulation has its own."""
+    return f"{content_key(record)}-{precision}" + ("-emulated" if emulated else "")
 
 
 def content_key(record: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""2D and 3D box-prompted segmentation on top of any backend.
+"""2D and 3D segmentation on top of any backend: boxes, and in 2D also clicks and a previous mask.
 
 Pre/post-processing comes from ``msam_export.contract``; the backend only runs
 the two graphs. 3D follows the challenge's propagation (docs/PIPELINE.md): each box
@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..contract import Propagation, paint_labels, postprocess, preprocess, transform_boxes
+from ..contract import (
+    PromptArrays,
+    Propagation,
+    paint_labels,
+    postprocess,
+    preprocess,
+    prompt_arrays,
+    transform_boxes,
+    transform_points,
+)
 from ..data import Case
 from ..zoo import ModelSpec
 from .backends import Backend
@@ -51,6 +60,7 @@ class Segmentation:
     ``box_masks[i]`` is a bool array: (H, W) for 2D; for 3D, the masks of the
     slices ``box_slices[i]`` (a (z_min, z_max) range), shape (dz, H, W).
     ``prompts[i]`` (3D) maps each slice to the S-frame box it was decoded with.
+    ``logits`` (2D) are the low-res logits (N,1,256,256): the ``mask`` prompt of a next call.
     """
 
     segs: np.ndarray
@@ -59,6 +69,7 @@ class Segmentation:
     timings: Timings
     wall_ms: float = 0.0
     prompts: list[dict[int, np.ndarray]] = field(default_factory=list)
+    logits: np.ndarray | None = None
 
 
 class Predictor:
@@ -86,33 +97,74 @@ class Predictor:
         return embedding, resized_hw
 
     def _decode(
-        self, embedding: np.ndarray, resized_hw: tuple[int, int], original_hw: tuple[int, int], boxes: np.ndarray
+        self,
+        embedding: np.ndarray,
+        resized_hw: tuple[int, int],
+        original_hw: tuple[int, int],
+        prompts: np.ndarray | PromptArrays,
+        logits_out: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """(N,4) S-frame boxes -> (N,H,W) bool masks."""
+        """(N,4) S-frame boxes, or full-interface prompts -> (N,H,W) bool masks; the low-res
+        logits are appended to ``logits_out`` when given."""
         masks = []
-        for start in range(0, len(boxes), DECODER_CHUNK):
-            model_boxes = np.ascontiguousarray(boxes[start : start + DECODER_CHUNK], dtype=np.float32)
+        for start in range(0, len(prompts), DECODER_CHUNK):
+            stop = start + DECODER_CHUNK
             t1 = time.perf_counter()
-            logits, _ = self.backend.decode(embedding, model_boxes)
+            if isinstance(prompts, PromptArrays):
+                chunk = prompts.rows(start, stop)
+                logits, _ = self.backend.decode_prompts(embedding, chunk)
+            else:
+                chunk = np.ascontiguousarray(prompts[start:stop], dtype=np.float32)
+                logits, _ = self.backend.decode(embedding, chunk)
             t2 = time.perf_counter()
             masks.append(postprocess(logits, resized_hw, original_hw, self.spec.input_size))
             t3 = time.perf_counter()
+            if logits_out is not None:
+                logits_out.append(np.asarray(logits, dtype=np.float32))
             self.timings.decoder_ms += (t2 - t1) * 1e3
             self.timings.post_ms += (t3 - t2) * 1e3
             self.timings.decoder_calls += 1
-            self.timings.decoded_boxes += len(model_boxes)
+            self.timings.decoded_boxes += len(chunk)
         return np.concatenate(masks)
 
-    def segment_2d(self, image: np.ndarray, boxes: np.ndarray) -> Segmentation:
-        """image uint8 (H,W,3) or (H,W); boxes (N,4) XYXY original pixels."""
+    def segment_2d(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray | None = None,
+        *,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        embedding: tuple[np.ndarray, tuple[int, int]] | None = None,
+        keep_logits: bool = True,
+    ) -> Segmentation:
+        """image uint8 (H,W,3) or (H,W); N prompts: boxes (N,4) XYXY original pixels, and/or clicks
+        ``points`` (N,P,2) XY original pixels with ``labels`` (N,P) (1 foreground, 0 background, -1
+        padding), and/or ``masks`` (N,1,256,256) low-res logits of a previous call (``.logits``; a
+        NaN row: none). Boxes alone use the backend's box path; anything else needs a decoder with
+        the full prompt interface. ``embedding`` (an earlier ``encode_2d``) skips the encoder;
+        ``keep_logits`` False leaves ``.logits`` None (saves N x 256 KiB)."""
         start = time.perf_counter()
         self.timings = Timings()
-        embedding, resized_hw = self._encode(image)
-        model_boxes = transform_boxes(np.asarray(boxes, dtype=np.float64), image.shape[:2], self.spec.input_size)
-        masks = self._decode(embedding, resized_hw, image.shape[:2], model_boxes)
-        segs = paint_labels(masks, image.shape[:2])
+        embedding, resized_hw = embedding if embedding is not None else self._encode(image)
+        hw, size = image.shape[:2], self.spec.input_size
+        model_boxes = None if boxes is None else transform_boxes(np.asarray(boxes, dtype=np.float64), hw, size)
+        prompts: np.ndarray | PromptArrays | None = model_boxes
+        if points is not None or masks is not None:
+            clicks = None if points is None else transform_points(points, hw, size)
+            prompts = prompt_arrays(model_boxes, clicks, labels, masks)
+        if prompts is None:
+            raise ValueError("segment_2d needs boxes or points")
+        logits: list[np.ndarray] = []
+        found = self._decode(embedding, resized_hw, hw, prompts, logits if keep_logits else None)
+        segs = paint_labels(found, hw)
         wall = (time.perf_counter() - start) * 1e3
-        return Segmentation(segs, list(masks), [(0, 0)] * len(masks), self.timings, wall)
+        low_res = np.concatenate(logits) if logits else None
+        return Segmentation(segs, list(found), [(0, 0)] * len(found), self.timings, wall, logits=low_res)
+
+    def encode_2d(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """A 2D image's embedding and resized size, for several ``segment_2d`` calls on it."""
+        return self._encode(image)
 
     def segment_3d(
         self,
@@ -178,4 +230,4 @@ class Predictor:
         """A challenge case: 2D, or 3D by propagation."""
         if case.is_3d:
             return self.segment_3d(case.image, case.boxes)
-        return self.segment_2d(case.image, case.boxes)
+        return self.segment_2d(case.image, case.boxes, keep_logits=False)

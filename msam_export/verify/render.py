@@ -43,3 +43,24 @@ def verify_table(report: dict[str, Any]) -> Table:
             _fmt(s["wall_ms_median"], 0),
         )
     return table
+
+
+def clicks_table(report: dict[str, Any]) -> Table | None:
+    """The click rounds (verify --prompts clicks:K): per round, agreement and DSC/NSD of both, or None."""
+    clicks = report.get("clicks")
+    if not clicks or not clicks["per_round"]:
+        return None
+    cases = len(clicks["cases"])
+    table = Table(title=f"click refinement, {clicks['rounds']} rounds on {cases} 2D case(s) (round 0: the box)")
+    for col in ("round", "agreement", "DSC ref", "DSC cand", "NSD ref", "NSD cand"):
+        table.add_column(col, justify="right")
+    for r in clicks["per_round"]:
+        table.add_row(
+            str(r["round"]),
+            _fmt(r["agreement_dsc"]),
+            _fmt(r["reference_dsc"]),
+            _fmt(r["candidate_dsc"]),
+            _fmt(r["reference_nsd"]),
+            _fmt(r["candidate_nsd"]),
+        )
+    return table

@@ -12,6 +12,7 @@ from ..errors import MsamError
 from ..files import PathLike, sha256_of, write_json
 from ..limits import DEFAULT_LIMITS, Limits
 from ..runtime import Model, open_model
+from .clicks import click_report, parse_prompts
 from .report import run_verify
 
 
@@ -41,6 +42,7 @@ def verify(
     threads: int | None = None,
     precision: str = "f32",
     propagation: str | None = None,
+    prompts: str = "box",
     trust_pickle: bool = False,
     html: bool = True,
     on_case: Callable[[str], None] | None = None,
@@ -54,7 +56,11 @@ def verify(
 
     ``limits`` default to the artifact's own (``limits.DEFAULT_LIMITS`` for its weights: INT8
     or float). With ``output``, writes verify.json there (and verify.html beside it unless
-    ``html`` is False). ``cluster`` (``msam_export.cluster``) spreads the cases over Ray."""
+    ``html`` is False). ``cluster`` (``msam_export.cluster``) spreads the cases over Ray.
+
+    ``prompts`` "clicks" or "clicks:K" (default K 5) adds the ``clicks`` section: K rounds of
+    simulated click refinement on the 2D cases, both sides, per round (``verify.clicks``; in this
+    process; it needs a decoder with the full prompt interface and does not change the verdict)."""
     imgs, gts_dir = data_dirs(data, gts)
     paths = list_cases(imgs)
     if cases is not None:
@@ -64,6 +70,7 @@ def verify(
             raise MsamError(f"{imgs}: no case {', '.join(missing)}")
     if repeats < 1:
         raise MsamError("repeats must be >= 1")
+    rounds = parse_prompts(prompts)
     if not isinstance(candidate, Model):
         candidate = open_model(
             candidate, threads=threads, precision=precision, trust_pickle=trust_pickle, need="verify"
@@ -71,6 +78,11 @@ def verify(
     if not isinstance(reference, Model):
         reference_path = reference if reference is not None else reference_of_model(candidate)
         reference = open_model(reference_path, threads=threads, trust_pickle=trust_pickle, need="verify")
+    if rounds and candidate.backend.interface != "full":
+        raise MsamError(
+            f"--prompts {prompts} needs a decoder with the full prompt interface; this {candidate.kind} artifact "
+            "takes boxes only (export it with --prompts full)"
+        )
     limits = limits or DEFAULT_LIMITS.for_precision(candidate.precision)
     pages = _page_builder(html and output is not None)
     options = {"repeats": repeats, "on_case": on_case, "on_result": pages.add if pages else None,
@@ -79,6 +91,10 @@ def verify(
         report = cluster.verify(candidate, reference, paths, gts_dir, limits, **options)
     else:
         report = run_verify(candidate, reference, paths, gts_dir, limits, reference_cache=reference_cache, **options)
+    if rounds:
+        report["clicks"] = click_report(
+            reference.predictor(propagation), candidate.predictor(propagation), paths, gts_dir, rounds
+        )
     result = VerifyResult(report)
     if output is not None:
         result.path = Path(output)

@@ -1,9 +1,8 @@
-"""SAM's box prompt encoder, two-way transformer and mask decoder.
+"""SAM's prompt encoder, two-way transformer and mask decoder.
 
-Module names follow segment-anything so that state dicts load unchanged. Only
-what box-prompted inference needs is computed, but every parameter of the
-original modules exists (point and mask prompt weights included) so that
-checkpoints load strictly and parameter counts match.
+Module names follow segment-anything so that state dicts load unchanged. Boxes
+are the default prompt; points with labels and a previous mask are encoded as
+SAM's ONNX interface does (``embed_points``, ``embed_masks``).
 """
 
 from __future__ import annotations
@@ -38,13 +37,13 @@ class PositionEmbeddingRandom(nn.Module):
 
 
 class PromptEncoder(nn.Module):
-    """Encodes boxes into sparse tokens; supplies the dense "no mask" embedding.
+    """Encodes boxes or points into sparse tokens and a mask (or none) into the dense prompt.
 
     Args:
         embed_dim: token width (256).
         image_embedding_size: (64, 64).
-        input_image_size: (S, S), the frame boxes are given in.
-        mask_in_chans: hidden channels of the (unused here) mask branch.
+        input_image_size: (S, S), the frame boxes and points are given in.
+        mask_in_chans: hidden channels of the mask branch.
     """
 
     def __init__(
@@ -93,6 +92,31 @@ class PromptEncoder(nn.Module):
         tokens = self.pe_layer.encode(corners / scale)
         corner_embed = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], dim=0)
         return tokens + corner_embed
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, P, 2) XY points in the S-pixel frame and (N, P) float labels -> (N, P, 256) tokens.
+
+        Labels: 1 foreground, 0 background, 2 / 3 a box's top-left / bottom-right corner,
+        -1 padding (its position is ignored: the token is the learned "not a point"). As SAM's
+        ONNX model: +0.5, divide by the frame, Fourier encode, add the label's embedding. A box
+        given as its two corners (labels 2, 3) gives the tokens of ``embed_boxes``.
+        """
+        h, w = self.input_image_size
+        scale = torch.tensor([w, h], dtype=coords.dtype)
+        tokens = self.pe_layer.encode((coords + 0.5) / scale)
+        labels = labels.unsqueeze(-1).to(tokens.dtype)
+        padding = (labels == -1).to(tokens.dtype)
+        tokens = tokens * (1 - padding) + self.not_a_point_embed.weight * padding
+        for i, embedding in enumerate(self.point_embeddings):
+            tokens = tokens + embedding.weight * (labels == i).to(tokens.dtype)
+        return tokens
+
+    def embed_masks(self, masks: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 4h, 4w) previous low-res logits and (N,) flags -> (N, 256, h, w) dense prompts:
+        the downscaled mask where the flag is 1, the "no mask" embedding where it is 0."""
+        flag = has_mask.reshape(-1, 1, 1, 1).to(masks.dtype)
+        no_mask = self.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return flag * self.mask_downscaling(masks) + (1 - flag) * no_mask
 
 
 class Attention(nn.Module):
@@ -327,7 +351,7 @@ class MaskDecoder(nn.Module):
             image_embeddings: (1, 256, 64, 64), shared by all N prompts.
             image_pe: (1, 256, 64, 64).
             sparse_prompt_embeddings: (N, T, 256).
-            dense_prompt_embeddings: (1, 256, 64, 64).
+            dense_prompt_embeddings: (1, 256, 64, 64), or (N, 256, 64, 64) per prompt (mask prompts).
 
         Returns:
             low-res mask logits (N, 1, 256, 256) and IoU predictions (N, 1).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import REPO
 from test_cli import run_cli
@@ -114,3 +115,23 @@ def test_cli_rejects_a_calibration_file_of_another_model(litemedsam_exports, tmp
         "openvino", str(litemedsam_exports["openvino"]), "--int8", "--calib", str(bad), "-o", str(tmp_path / "x")
     )
     assert result.returncode == 2 and f"{bad}: not a calibration file (" in result.stderr
+
+
+@pytest.mark.slow
+def test_int8_with_the_full_prompt_interface_runs_click_rounds(calib, tmp_path):
+    """``--prompts full`` carries through quantization, and the INT8 artifact refines with clicks."""
+    from msam_export.verify import verify
+
+    out = tmp_path / "int8-full"
+    artifact = quantize_openvino(
+        default_checkpoint_path(), out, calibration=calib, max_drift=0.1, target="avx2", prompts="full"
+    )
+    assert artifact.prompts == "full" and artifact.record["quantization"]["drift"]["agreement_dsc"] >= 0.9
+    assert open_model(out).backend.interface == "full"
+    cases = ["2DBox_US_HC18-000.npz", "2DBox_Fundus_CHASEDB1-Image01L.npz"]
+    clicks = verify(out, SAMPLES, cases=cases, prompts="clicks:5").report["clicks"]
+    assert [r["round"] for r in clicks["per_round"]] == list(range(6))
+    agreement = [r["agreement_dsc"] for r in clicks["per_round"]]
+    # round 0 is the box prompt; later rounds compound (each side clicks on its own masks)
+    assert agreement[0] >= 0.9 and all(0.0 <= a <= 1.0 for a in agreement), agreement
+    assert all(np.isfinite(r["candidate_dsc"]) for r in clicks["per_round"])

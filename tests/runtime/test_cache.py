@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -37,3 +39,42 @@ def test_msam_cache_dir_moves_the_default_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("MSAM_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "msam-export" / "openvino"
+
+
+BF16_AFTER_F32 = """
+import sys
+import numpy as np
+from msam_export.contract import preprocess
+from msam_export.data import SAMPLES, load_case
+from msam_export.runtime import open_model
+
+case = load_case(SAMPLES / "imgs" / "2DBox_US_HC18-000.npz")
+image, _ = preprocess(case.image, 256, "area")
+outputs = {}
+for precision in ("f32", "bf16", "f32"):
+    model = open_model(sys.argv[1], precision=precision, cache_dir=sys.argv[2])
+    outputs.setdefault(precision, []).append(model.backend.encode(image))
+    print(precision, model.backend.actual_precision())
+assert np.array_equal(outputs["f32"][0], outputs["f32"][1])
+print("bf16 drift", float(np.abs(outputs["bf16"][0] - outputs["f32"][0]).max()))
+"""
+
+
+@pytest.mark.slow
+def test_each_inference_precision_has_its_own_cached_blob(litemedsam_exports, tmp_path):
+    """A bf16 compile of an artifact whose f32 blob was cached used to load that blob and crash
+    (SIGSEGV) at the first inference; run in a process of its own so a crash fails this test only."""
+    from msam_export.system import cpu_info
+
+    isa = cpu_info()["isa"]
+    if not (isa["avx512_bf16"] or isa["amx_bf16"]):
+        pytest.skip("this CPU runs no bf16: OpenVINO compiles bf16 requests as f32")
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-c", BF16_AFTER_F32, str(litemedsam_exports["openvino"]), str(cache)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[:3] == ["f32 f32", "bf16 bf16", "f32 f32"]
+    assert float(proc.stdout.splitlines()[3].split()[-1]) > 0  # bf16 really ran
+    assert sorted(d.name.rsplit("-", 1)[1] for d in cache.iterdir()) == ["bf16", "f32"]
