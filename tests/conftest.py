@@ -74,6 +74,18 @@ def litemedsam_exports(tmp_path_factory):
     return {"onnx": root / "onnx", "openvino": root / "openvino"}
 
 
+@pytest.fixture(scope="session")
+def litemedsam_full_exports(tmp_path_factory):
+    """LiteMedSAM exported once per session with the full prompt interface (``--prompts full``):
+    {"onnx": Artifact, "openvino": Artifact}."""
+    from msam_export.checkpoints import default_checkpoint_path
+    from msam_export.export import pipeline
+
+    root = tmp_path_factory.mktemp("litemedsam-full")
+    onnx = pipeline.export_onnx(default_checkpoint_path(), root / "onnx", prompts="full")
+    return {"onnx": onnx, "openvino": pipeline.export_openvino(root / "onnx", root / "openvino")}
+
+
 def sample_case(name: str) -> Path:
     """A case bundled with the package (msam_export/samples/imgs)."""
     return REPO / "msam_export" / "samples" / "imgs" / name

@@ -21,11 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def full_exports(tmp_path_factory):
-    root = tmp_path_factory.mktemp("full")
-    onnx = pipeline.export_onnx(default_checkpoint_path(), root / "onnx", prompts="full")
-    openvino = pipeline.export_openvino(root / "onnx", root / "openvino")
-    return {"onnx": onnx, "openvino": openvino}
+def full_exports(litemedsam_full_exports):
+    return litemedsam_full_exports
 
 
 def input_names(record: dict) -> tuple[str, ...]:

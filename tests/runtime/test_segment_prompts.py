@@ -9,7 +9,6 @@ from conftest import sample_case
 from msam_export.checkpoints import default_checkpoint_path
 from msam_export.data import load_case
 from msam_export.errors import MsamError
-from msam_export.export import pipeline
 from msam_export.metrics import agreement_dice
 from msam_export.runtime import open_model
 
@@ -17,14 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prompts")
-    pipeline.export_onnx(default_checkpoint_path(), root / "onnx", prompts="full")
-    pipeline.export_openvino(root / "onnx", root / "openvino")
+def models(litemedsam_full_exports):
     return {
         "pytorch": open_model(default_checkpoint_path()),
-        "onnx": open_model(root / "onnx"),
-        "openvino": open_model(root / "openvino"),
+        "onnx": open_model(litemedsam_full_exports["onnx"].path),
+        "openvino": open_model(litemedsam_full_exports["openvino"].path),
     }
 
 

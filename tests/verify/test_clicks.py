@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from test_cli import run_cli
 
-from msam_export.checkpoints import default_checkpoint_path
 from msam_export.data import SAMPLES
 from msam_export.errors import MsamError
-from msam_export.export import pipeline
 from msam_export.verify import verify
 from msam_export.verify.clicks import next_click, parse_prompts
 
@@ -50,8 +48,8 @@ def test_a_larger_wrong_region_gets_a_background_click():
 
 
 @pytest.fixture(scope="module")
-def full_onnx(tmp_path_factory):
-    return pipeline.export_onnx(default_checkpoint_path(), tmp_path_factory.mktemp("clicks") / "onnx", prompts="full")
+def full_onnx(litemedsam_full_exports):
+    return litemedsam_full_exports["onnx"]
 
 
 @pytest.mark.slow
