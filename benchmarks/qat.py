@@ -52,15 +52,12 @@ def main() -> None:
         "|---|---|---|---|---|---|" + "---|" * len(cases),
     ]
     for name, (q, seconds) in runs.items():
-        qat = q.get("qat") or {}
-        loss = f"{qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}" if qat else "-"
+        qat = q.get("qat")
+        steps = "- | - | -"
+        if qat:
+            steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}"
         by_case = " | ".join(f"{q['drift']['agreement_by_case'][c]:.4f}" for c in cases)
-        lines.append(
-            f"| {name} | {seconds / 60:.1f} | {qat.get('steps', '-')} | "
-            f"{qat['seconds'] / 60:.1f} | {loss} | {q['drift']['agreement_dsc']:.4f} | {by_case} |"
-            if qat
-            else f"| {name} | {seconds / 60:.1f} | - | - | - | {q['drift']['agreement_dsc']:.4f} | {by_case} |"
-        )
+        lines.append(f"| {name} | {seconds / 60:.1f} | {steps} | {q['drift']['agreement_dsc']:.4f} | {by_case} |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,10 @@ def distill(
     counts = calib.box_counts[~calib.validation]
     optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=options.learning_rate)
     order = np.random.default_rng(options.seed).permutation(len(images))
-    student.train()
+    # The student stays in eval mode so that its BatchNorm layers keep their running statistics:
+    # in train mode, one slice per step replaces them with that slice's, and the masks no longer
+    # match FP32 at all. Gradients still reach every weight and quantizer range.
+    student.eval()
     start, losses, step = time.perf_counter(), [], 0
     for step in range(options.steps):
         if time.perf_counter() - start > options.max_seconds:
