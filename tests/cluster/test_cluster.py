@@ -342,9 +342,16 @@ def test_ctrl_c_stops_the_cluster_and_leaves_no_partial_output(ray, litemedsam_e
     130, every process it started ends, and the output holds only complete segs files."""
     psutil = pytest.importorskip("psutil")
 
+    # many copies of the cases, so that work is still queued when the first output appears
+    # (three cases finish within seconds once the compiled model is cached)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for copy in range(16):
+        for case in sorted((data / "imgs").glob("*.npz")):
+            os.symlink(case, imgs / f"{case.stem}-{copy:02d}.npz")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "msam_export", "segment", str(litemedsam_exports["openvino"])]
-    command += [str(data / "imgs"), str(out), "--ray", "local", "--threads", "1"]
+    command += [str(imgs), str(out), "--ray", "local", "--threads", "1"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list(out.glob("*.npz")):  # the first case is written: the workers are running
