@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import msam_export as mx
+from msam_export.errors import ParityError
 from msam_export.quantize import QatOptions
 from msam_export.system import cpu_info
 
@@ -32,11 +33,16 @@ def main() -> None:
     fp32 = mx.export_openvino(checkpoint, work / "openvino", overwrite=True)
     calib = work / "calib.npz"
     mx.calibrate(mx.SAMPLES, calib, model=checkpoint, n=args.n, val_fraction=0.25)
-    runs = {}
+    runs: dict = {}
+    failed: dict[str, tuple[str, float]] = {}
     for name, qat in (("PTQ", None), ("PTQ + QAT", QatOptions(steps=args.steps, max_seconds=args.seconds))):
         start = time.perf_counter()
         out = work / name.replace(" ", "").replace("+", "-").lower()
-        artifact = mx.quantize_openvino(fp32.path, out, calibration=calib, qat=qat, overwrite=True)
+        try:
+            artifact = mx.quantize_openvino(fp32.path, out, calibration=calib, qat=qat, overwrite=True)
+        except ParityError as error:  # the recipe missed its drift limit: report what it reached
+            failed[name] = (str(error).split(";")[0], time.perf_counter() - start)
+            continue
         runs[name] = (artifact.record["quantization"], time.perf_counter() - start)
     cpu = cpu_info()
     first = next(iter(runs.values()))[0]
@@ -58,6 +64,8 @@ def main() -> None:
             steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}"
         by_case = " | ".join(f"{q['drift']['agreement_by_case'][c]:.4f}" for c in cases)
         lines.append(f"| {name} | {seconds / 60:.1f} | {steps} | {q['drift']['agreement_dsc']:.4f} | {by_case} |")
+    for name, (message, seconds) in failed.items():
+        lines.append(f"| {name} | {seconds / 60:.1f} | nothing written: {message} |" + " |" * (3 + len(cases)))
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

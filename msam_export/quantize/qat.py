@@ -50,16 +50,84 @@ def onnx_path(torch_name: str) -> str:
 
 
 def float_modules(encoder: Any, spec: ModelSpec, kept: list[str]) -> list[str]:
-    """Torch names of the encoder's modules INT8 keeps in float: the spec's float scope and the
-    module paths (``kept``) accuracy control restored."""
+    """Torch names of the encoder's modules INT8 keeps in float: the spec's float scope, the
+    module paths (``kept``) accuracy control restored, and every hand-written ``LayerNorm2d``.
+
+    The OpenVINO recipe sees those layer norms as one MVN operation and never quantizes inside
+    them; traced from PyTorch they are separate mean/sub/pow/add/sqrt operations, and a
+    quantizer on ``var + eps`` rounds small variances to zero, which OpenVINO then divides by
+    (the embeddings come out infinite)."""
+    from ..zoo.common import LayerNorm2d
+
     names = []
     for name, module in encoder.named_modules():
         if not name or next(module.children(), None) is not None:
             continue
         path = onnx_path(name)
-        if spec.int8_float_reason(path + "/") is not None or any(path.startswith(k + "/") or path == k for k in kept):
+        if (
+            isinstance(module, LayerNorm2d)
+            or spec.int8_float_reason(path + "/") is not None
+            or any(path.startswith(k + "/") or path == k for k in kept)
+        ):
             names.append(name)
     return names
+
+
+def _children_and_list_items(module: Any) -> Any:
+    """``named_children`` of a module that holds lists: its children, then every item of its
+    (nested) lists under the dotted name ("layers", then "layers.0", "layers.1", ...)."""
+    import torch.nn as nn
+
+    def items(prefix: str, container: Any) -> Any:
+        for key, item in nn.Module.named_children(container):
+            yield f"{prefix}.{key}", item
+            if isinstance(item, (nn.ModuleList, nn.ModuleDict)):
+                yield from items(f"{prefix}.{key}", item)
+
+    for name, child in nn.Module.named_children(module):
+        yield name, child
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            yield from items(name, child)
+
+
+def expose_list_items(model: Any) -> None:
+    """Makes each module that holds a ``ModuleList``/``ModuleDict`` list the items as its own
+    children too ("layers.0" on the encoder). NNCF names a traced operation by the chain of
+    modules that were *called*, looking each one up among its caller's children; a list is
+    iterated, never called, so without this its items' operations lose their path
+    ("layers.0.blocks.1.conv1.c" would trace as "conv1/c", shared by every block). Only
+    ``named_children`` changes (by a subclass per holder); registration, the state dict and the
+    computation do not."""
+    import torch.nn as nn
+
+    containers = (nn.ModuleList, nn.ModuleDict)
+    for module in list(model.modules()):
+        if isinstance(module, containers) or not any(isinstance(c, containers) for c in module._modules.values()):
+            continue
+        cls = type(module)
+        module.__class__ = type(cls.__name__, (cls,), {"named_children": _children_and_list_items})
+
+
+def nncf_path(model: Any, torch_name: str) -> str:
+    """The path NNCF gives the operations of module ``torch_name`` once ``expose_list_items``
+    has run: one "/" part per called module ("layers.0.blocks.1.conv1.c" ->
+    "layers.0/blocks.1/conv1/c", "neck.1" -> "neck/1")."""
+    import torch.nn as nn
+
+    parts: list[str] = []
+    module = model
+    for part in torch_name.split("."):
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            parts[-1] += f".{part}"
+        else:
+            parts.append(part)
+        module = module._modules[part]
+    return "/".join(parts)
+
+
+def ignored_patterns(model: Any, modules: list[str]) -> list[str]:
+    """NNCF ignored-scope patterns for every operation of the torch modules ``modules``."""
+    return [f"^{re.escape(nncf_path(model, name))}/" for name in modules]
 
 
 def distill(
@@ -91,6 +159,7 @@ def distill(
     images = torch.from_numpy(calib.train_images)
     dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
     ignored = float_modules(student, spec, kept_float)
+    expose_list_items(student)
     advanced = nncf.AdvancedQuantizationParameters(
         overflow_fix=nncf.OverflowFix.ENABLE if needs_overflow_fix(target) else nncf.OverflowFix.DISABLE,
         disable_bias_correction=True,
@@ -102,7 +171,7 @@ def distill(
         model_type=nncf.ModelType.TRANSFORMER,
         preset=nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(images),
-        ignored_scope=nncf.IgnoredScope(patterns=[f"^{re.escape(n)}$" for n in ignored], validate=False),
+        ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(student, ignored), validate=True),
         advanced_parameters=advanced,
     ).to(device)
     teacher = teacher.to(device)

@@ -9,12 +9,13 @@ import pytest
 from conftest import REPO
 from test_cli import run_cli
 
-from msam_export.calibrate import calibrate
+from msam_export.calibrate import calibrate, load_calibration
 from msam_export.checkpoints import default_checkpoint_path
 from msam_export.data import SAMPLES
 from msam_export.errors import ParityError
 from msam_export.quantize import Budget, quantize_onnx, quantize_openvino
 from msam_export.runtime import open_model
+from msam_export.zoo import get_spec
 
 VALIDATION = ["2DBox_US_HC18-010.npz", "3DBox_CT_MSDSpleen-spleen2.npz"]
 
@@ -135,3 +136,34 @@ def test_int8_with_the_full_prompt_interface_runs_click_rounds(calib, tmp_path):
     # round 0 is the box prompt; later rounds compound (each side clicks on its own masks)
     assert agreement[0] >= 0.9 and all(0.0 <= a <= 1.0 for a in agreement), agreement
     assert all(np.isfinite(r["candidate_dsc"]) for r in clicks["per_round"])
+
+
+def _fed_by_fake_quantize(op) -> bool:
+    return any(i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs())
+
+
+@pytest.mark.slow
+def test_qat_writes_an_int8_ir_that_keeps_the_float_scope(litemedsam_exports, calib, tmp_path):
+    """A few steps of quantization-aware distillation: the IR has INT8 (FakeQuantize) inputs on
+    the attention/MLP layers, none on the convolutions the spec keeps in float (all but the
+    neck's: stem, first stage, patch merging, depthwise), finite embeddings and a drift that
+    passes its limit."""
+    import openvino as ov
+
+    from msam_export.quantize import QatOptions
+
+    artifact = quantize_openvino(
+        litemedsam_exports["openvino"], tmp_path / "qat", calibration=calib, max_drift=0.1, qat=QatOptions(steps=4)
+    )
+    q = artifact.record["quantization"]
+    assert q["qat"]["steps"] == 4 and q["qat"]["device"] == "cpu" and np.isfinite(q["qat"]["loss_last10"])
+    assert q["qat"]["float_modules"] > 0 and q["drift"]["agreement_dsc"] >= 0.9
+    model = ov.Core().read_model(artifact.path / "encoder.xml")
+    convolutions = [op for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    float_convolutions = [op for op in convolutions if ".neck." not in op.get_friendly_name()]
+    assert len(float_convolutions) >= 20 and not any(_fed_by_fake_quantize(op) for op in float_convolutions)
+    matmuls = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    assert sum(_fed_by_fake_quantize(op) for op in matmuls) >= 16
+    image = load_calibration(calib, get_spec("litemedsam")).train_images[:1]
+    out = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(image)[0]
+    assert np.isfinite(out).all() and out.std() > 0
