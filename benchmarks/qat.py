@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="QAT optimizer steps (one slice each)")
     parser.add_argument("--seconds", type=float, default=900.0, help="QAT time limit")
+    parser.add_argument("--lr", type=float, default=QatOptions.learning_rate, help="QAT learning rate")
     parser.add_argument("--n", type=int, default=40, help="calibration slices")
     parser.add_argument("--work", type=Path, default=None, help="keep the artifacts here [default: a temp dir]")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/qat-litemedsam.md"))
@@ -35,7 +36,8 @@ def main() -> None:
     mx.calibrate(mx.SAMPLES, calib, model=checkpoint, n=args.n, val_fraction=0.25)
     runs: dict = {}
     failed: dict[str, tuple[str, float]] = {}
-    for name, qat in (("PTQ", None), ("PTQ + QAT", QatOptions(steps=args.steps, max_seconds=args.seconds))):
+    distillation = QatOptions(steps=args.steps, max_seconds=args.seconds, learning_rate=args.lr)
+    for name, qat in (("PTQ", None), ("PTQ + QAT", distillation)):
         start = time.perf_counter()
         out = work / name.replace(" ", "").replace("+", "-").lower()
         try:
@@ -61,7 +63,8 @@ def main() -> None:
         qat = q.get("qat")
         steps = "- | - | -"
         if qat:
-            steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}"
+            loss = f"{qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}" if qat["steps"] else "-"
+            steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {loss}"
         by_case = " | ".join(f"{q['drift']['agreement_by_case'][c]:.4f}" for c in cases)
         lines.append(f"| {name} | {seconds / 60:.1f} | {steps} | {q['drift']['agreement_dsc']:.4f} | {by_case} |")
     for name, (message, seconds) in failed.items():

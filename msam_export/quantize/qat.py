@@ -32,7 +32,7 @@ class QatOptions:
 
     steps: int = 100
     max_seconds: float = 900.0
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-6  # 1e-5 lost agreement on held-out cases (0.839 vs 0.964 at 60 steps)
     logit_weight: float = 0.01
     seed: int = 0
 
