@@ -73,21 +73,25 @@ def float_modules(encoder: Any, spec: ModelSpec, kept: list[str]) -> list[str]:
     return names
 
 
-def _children_and_list_items(module: Any) -> Any:
-    """``named_children`` of a module that holds lists: its children, then every item of its
-    (nested) lists under the dotted name ("layers", then "layers.0", "layers.1", ...)."""
+def _is_list(module: Any) -> bool:
+    """A container torch iterates but never calls."""
     import torch.nn as nn
 
-    def items(prefix: str, container: Any) -> Any:
-        for key, item in nn.Module.named_children(container):
-            yield f"{prefix}.{key}", item
-            if isinstance(item, (nn.ModuleList, nn.ModuleDict)):
-                yield from items(f"{prefix}.{key}", item)
+    return isinstance(module, (nn.ModuleList, nn.ModuleDict))
 
-    for name, child in nn.Module.named_children(module):
-        yield name, child
-        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
-            yield from items(name, child)
+
+def _children_and_list_items(module: Any) -> Any:
+    """``named_children`` of a module that holds lists: its children, each followed by the items
+    of its (nested) lists under their dotted names ("layers", "layers.0", "layers.1", ...)."""
+    import torch.nn as nn
+
+    def walk(prefix: str, holder: Any) -> Any:
+        for key, child in nn.Module.named_children(holder):
+            yield prefix + key, child
+            if _is_list(child):
+                yield from walk(f"{prefix}{key}.", child)
+
+    yield from walk("", module)
 
 
 def expose_list_items(model: Any) -> None:
@@ -98,26 +102,20 @@ def expose_list_items(model: Any) -> None:
     ("layers.0.blocks.1.conv1.c" would trace as "conv1/c", shared by every block). Only
     ``named_children`` changes (by a subclass per holder); registration, the state dict and the
     computation do not."""
-    import torch.nn as nn
-
-    containers = (nn.ModuleList, nn.ModuleDict)
     for module in list(model.modules()):
-        if isinstance(module, containers) or not any(isinstance(c, containers) for c in module._modules.values()):
-            continue
-        cls = type(module)
-        module.__class__ = type(cls.__name__, (cls,), {"named_children": _children_and_list_items})
+        if not _is_list(module) and any(_is_list(c) for c in module._modules.values()):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, (cls,), {"named_children": _children_and_list_items})
 
 
 def nncf_path(model: Any, torch_name: str) -> str:
     """The path NNCF gives the operations of module ``torch_name`` once ``expose_list_items``
     has run: one "/" part per called module ("layers.0.blocks.1.conv1.c" ->
     "layers.0/blocks.1/conv1/c", "neck.1" -> "neck/1")."""
-    import torch.nn as nn
-
     parts: list[str] = []
     module = model
     for part in torch_name.split("."):
-        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+        if _is_list(module):
             parts[-1] += f".{part}"
         else:
             parts.append(part)
