@@ -1,4 +1,5 @@
-"""INT8 end to end per model: export OpenVINO FP32, calibrate, quantize (NNCF), verify.
+"""INT8 end to end per model: export OpenVINO FP32, calibrate, quantize (NNCF), verify both,
+publish them in one bundle, check the bundle and gate it (without latency).
 
 MedficientSAM L0/L1/L2 use the golden generator's deterministic weights: they show that
 the pipeline runs end to end; their drift says little about trained weights (reported,
@@ -48,7 +49,14 @@ def run_model(model: str, args: argparse.Namespace, work: Path) -> dict:
     except ParityError as exc:
         return {"model": title, "error": str(exc)}
     seconds = time.perf_counter() - start
-    report = mx.verify(artifact.path, args.data, reference=ckpt, html=False).report
+    verify_files = [work / f"{model}-ov.verify.json", work / f"{model}-int8.verify.json"]
+    mx.verify(fp32, args.data, reference=ckpt, output=verify_files[0], html=False)
+    report = mx.verify(artifact.path, args.data, reference=ckpt, output=verify_files[1], html=False).report
+    bundle = work / f"{model}-bundle"
+    mx.publish([fp32, artifact.path], bundle, verify_files=verify_files, allow_failed=True, html=False)
+    check = mx.check_bundle(bundle)
+    verdict = mx.gate(bundle, latency=False)
+    failed = verdict.failed
     meta = artifact.record
     q = meta["quantization"]
     return {
@@ -61,6 +69,8 @@ def run_model(model: str, args: argparse.Namespace, work: Path) -> dict:
         "size_ratio": bins_mb(work / f"{model}-int8") / bins_mb(fp32),
         "overall": report["overall"],
         "by_modality": report["by_modality"],
+        "bundle_ok": check.passed,
+        "gate": "passed" if verdict.passed else "failed: " + "; ".join(f"{c.artifact} {c.name}" for c in failed),
     }
 
 
@@ -70,12 +80,13 @@ def table(rows: list[dict], data: Path) -> str:
         f"CPU: {cpu.get('model')} ({cpu.get('usable_cpus')} usable cpus); verify data: {data}",
         "",
         "| model | quantize s | float-scope ops | kept float by control | decoder | .bin vs FP32 | "
-        "val agreement | agreement (verify) | worst modality | DSC FP32 -> INT8 | NSD FP32 -> INT8 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "val agreement | agreement (verify) | worst modality | DSC FP32 -> INT8 | NSD FP32 -> INT8 | "
+        "bundle check | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | failed: {r['error']} |" + " |" * 9)
+            lines.append(f"| {r['model']} | failed: {r['error']} |" + " |" * 11)
             continue
         o = r["overall"]
         worst = min(r["by_modality"].items(), key=lambda kv: kv[1]["agreement_dsc"])
@@ -83,7 +94,8 @@ def table(rows: list[dict], data: Path) -> str:
             f"| {r['model']} | {r['quantize_s']:.0f} | {r['float_ops']} | {', '.join(r['kept_float']) or '-'} | "
             f"{r['decoder']} | {r['size_ratio']:.0%} | {r['val_agreement']:.4f} | {o['agreement_dsc']:.4f} | "
             f"{worst[0]} {worst[1]['agreement_dsc']:.4f} | {o['reference_dsc']:.4f} -> {o['candidate_dsc']:.4f} | "
-            f"{o['reference_nsd']:.4f} -> {o['candidate_nsd']:.4f} |"
+            f"{o['reference_nsd']:.4f} -> {o['candidate_nsd']:.4f} | "
+            f"{'ok' if r['bundle_ok'] else 'FAILED'} | {r['gate']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -23,6 +23,7 @@ from msam_export.data import data_dirs, list_cases, modality_of
 from msam_export.errors import ParityError
 from msam_export.quantize import QatOptions
 from msam_export.system import cpu_info
+from msam_export.verify.report import SIZE_BANDS, band_name, size_bands
 
 
 def folds(cases: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -75,6 +76,22 @@ def table(rows: list[dict], title: str) -> list[str]:
             f"{loss:+.4f} |"
         )
     return [*lines, ""]
+
+
+def size_table(rows: list[dict], title: str) -> list[str]:
+    """2D agreement per modality by object size (the reference mask's pixels, ``SIZE_BANDS``)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["dims"] == "2D":
+            groups[row["modality"]].append(row)
+            groups["all 2D"].append(row)
+    names = [band_name(low, high) for low, high in SIZE_BANDS]
+    lines = [f"### {title}", "", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for name in sorted(groups, key=lambda n: (n == "all 2D", n)):
+        found = {b["band"]: b for b in size_bands(groups[name])}
+        cells = [f"{found[n]['agreement_dsc']:.4f} ({found[n]['boxes']})" if n in found else "-" for n in names]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, "", "Agreement DSC of the boxes in each band of reference mask area; boxes in brackets.", ""]
 
 
 def main() -> None:
@@ -140,6 +157,7 @@ def main() -> None:
         "",
         *table(out_of_sample, "Out of sample: each case verified by the artifact of the other fold"),
         *table(in_sample, "In sample: each case verified by the artifact calibrated on its own fold"),
+        *size_table(out_of_sample, "2D agreement by object size, out of sample"),
         "### Per 2D case, out of sample",
         "",
         "| case | agreement | DSC FP32 -> INT8 |",

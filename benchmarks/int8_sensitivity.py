@@ -6,7 +6,8 @@ slices for:
 - ``weights``: INT8 weights (``nncf.compress_weights`` INT8_ASYM, activations float) in
   the whole encoder, then in one module at a time (the rest float);
 - ``recipes``: the package's recipe (float scope, PERFORMANCE preset, overflow fix) and
-  variants of it (activation range estimators, MIXED preset).
+  variants of it (activation range estimators, bias correction, MIXED preset, attention inputs
+  in float), and the recipe with its float constants stored as fp16, as the artifact saves them.
 
     python benchmarks/int8_sensitivity.py FP32_DIR calib.npz [--what weights,recipes]
 """
@@ -24,12 +25,13 @@ import openvino as ov
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
 from msam_export.calibrate import load_calibration
-from msam_export.quantize.graph import module_path
+from msam_export.quantize.graph import module_path, store_constants_as_fp16
 from msam_export.quantize.openvino import compiler, float_scope, quantize_encoder, resolve_target
 from msam_export.quantize.validation import DriftMeter
 from msam_export.zoo import get_spec
 
 WEIGHT_OPS = ("MatMul", "Convolution", "GroupConvolution")
+ATTENTION_OPS = ("ScaledDotProductAttention",)  # OpenVINO fuses q @ k^T, softmax and @ v into one
 BLOCK = re.compile(r"(patch_embed|neck|layers\.\d+/(blocks\.\d+|downsample)|backbone/stages\.\d+/op_list\.\d+)")
 
 
@@ -101,6 +103,11 @@ def main() -> None:
         ignored = [name for names in float_scope(fresh(), spec).values() for name in names]
         for label, changes in variants.items():
             report(label, quantize_encoder(fresh(), calib, ignored, target, **changes))
+        attention = [op.get_friendly_name() for op in fresh().get_ops() if op.get_type_name() in ATTENTION_OPS]
+        report("recipe, attention (SDPA) inputs float", quantize_encoder(fresh(), calib, ignored + attention, target))
+        half = quantize_encoder(fresh(), calib, ignored, target)
+        store_constants_as_fp16(half)
+        report("recipe, float constants stored as fp16 (as saved)", half)
 
 
 if __name__ == "__main__":

@@ -627,7 +627,7 @@ def verify_cmd(
     _needs_export("verify")
     from .runtime import open_model
     from .verify import verify
-    from .verify.render import clicks_table, verify_table
+    from .verify.render import clicks_table, size_table, verify_table
 
     opened = open_model(candidate, threads=threads, precision=precision, trust_pickle=trust_pickle, need="verify")
     progress, advance = _progress("verify", _count_cases(data))
@@ -652,8 +652,9 @@ def verify_cmd(
         print(json.dumps(result.report, indent=2))
     else:
         console.print(verify_table(result.report))
-        if clicks_table(result.report) is not None:
-            console.print(clicks_table(result.report))
+        for extra in (size_table(result.report), clicks_table(result.report)):
+            if extra is not None:
+                console.print(extra)
         if result.html:
             console.print(f"report: {result.html}")
     if not result.passed:

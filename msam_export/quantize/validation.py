@@ -50,7 +50,8 @@ class Drift:
         }
 
 
-def _key(image: np.ndarray) -> str:
+def image_key(image: np.ndarray) -> str:
+    """A slice's identity (sha256 of its float32 encoder input): embeddings are looked up by it."""
     return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()
 
 
@@ -63,7 +64,7 @@ class _Lookup:
         self.name, self.precision = decoder.name, decoder.precision
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        found = self.known.get(_key(image))
+        found = self.known.get(image_key(image))
         if found is None:
             if self.encoder is None:
                 raise KeyError("a window slice is not among the validation slices")
@@ -92,7 +93,7 @@ class DriftMeter:
         self.windows = list(calib.windows)
         self.decoder = decoder
         self.reference_masks = [decoder.decode(emb, boxes)[0] > 0 for _, boxes, emb in self.items]
-        reference = {_key(image): emb for image, _, emb in self.items}
+        reference = {image_key(image): emb for image, _, emb in self.items}
         self.reference_windows = [self._propagate(_Lookup(reference, None, decoder), w) for w in self.windows]
 
     def __len__(self) -> int:
@@ -116,7 +117,7 @@ class DriftMeter:
         agreements, errors, embeddings = [], [], {}
         for (image, boxes, reference), ref_masks in zip(self.items, self.reference_masks, strict=True):
             emb = encoder.encode(image)
-            embeddings[_key(image)] = emb
+            embeddings[image_key(image)] = emb
             errors.append(_relative_error(emb, reference))
             masks = decoder.decode(emb, boxes)[0] > 0
             agreements.append(

@@ -151,12 +151,16 @@ def figure(slices: CaseSlices | None, caption: str, candidate: int | None = None
 
 
 def box_table(row: dict[str, Any]) -> str:
-    """Agreement DSC per box (label i+1 = box i), worst first; past ``MAX_LABEL_ROWS`` boxes the
-    rest are summarised (every value is in verify.json)."""
+    """Agreement DSC per box (label i+1 = box i), worst first, with the reference mask's pixels
+    (2D); past ``MAX_LABEL_ROWS`` boxes the rest are summarised (every value is in verify.json)."""
     per_box = [(i + 1, finite(a)) for i, a in enumerate(row.get("agreement_per_box") or [])]
     per_box.sort(key=lambda item: (-math.inf if item[1] is None else item[1], item[0]))
-    rows = [[cell(str(label)), cell(fmt(a, 5))] for label, a in per_box[:MAX_LABEL_ROWS]]
-    shown = table(["label", "agreement"], rows)
+    pixels = row.get("reference_pixels_per_box")
+    if pixels:
+        rows = [[cell(str(k)), cell(fmt(a, 5)), cell(f"{pixels[k - 1]:,}")] for k, a in per_box[:MAX_LABEL_ROWS]]
+        shown = table(["label", "agreement", "ref pixels"], rows)
+    else:
+        shown = table(["label", "agreement"], [[cell(str(k)), cell(fmt(a, 5))] for k, a in per_box[:MAX_LABEL_ROWS]])
     if len(per_box) <= MAX_LABEL_ROWS:
         return shown
     values = [a for _, a in per_box if a is not None]
@@ -254,6 +258,24 @@ def modality_section(report: dict[str, Any], title: str = "Per modality") -> str
     return f"<h2>{escape(title)}</h2>{summary_table(group_rows(report), thresholds, 'group')}{chart}"
 
 
+def size_section(report: dict[str, Any]) -> str:
+    """2D agreement by object size (reference mask area) per group; empty without 2D boxes."""
+    groups = [(name, s) for name, s in group_rows(report) if s.get("agreement_2d_by_object_size")]
+    if not groups:
+        return ""
+    bands = [b["band"] for b in groups[0][1]["agreement_2d_by_object_size"]]
+    rows = []
+    for name, summary in groups:
+        found = {b["band"]: b for b in summary["agreement_2d_by_object_size"]}
+        values = [f"{fmt(found[b]['agreement_dsc'], 4)} ({found[b]['boxes']})" if b in found else "-" for b in bands]
+        rows.append([cell(escape(name)), *(cell(v) for v in values)])
+    note = (
+        '<p class="note">Agreement DSC of the 2D boxes by the area of the reference mask (boxes in brackets). '
+        "One boundary pixel is many points of DSC on an object of a few pixels.</p>"
+    )
+    return f"<h2>2D agreement by object size</h2>{table(['group', *bands], rows)}{note}"
+
+
 def _stage(row: dict[str, Any], key: str, stage: str) -> Any:
     return ((row.get("latency") or {}).get(key) or {}).get(stage)
 
@@ -313,7 +335,8 @@ def cases_section(report: dict[str, Any], slices: dict[str, CaseSlices]) -> str:
 
 def render_page(report: dict[str, Any], slices: dict[str, CaseSlices]) -> str:
     """The page of one verify run (``slices``: case name -> what to draw)."""
-    sections = [header(report), summary_section(report), modality_section(report), latency_section(report)]
+    sections = [header(report), summary_section(report), modality_section(report), size_section(report)]
+    sections.append(latency_section(report))
     sections.append(cases_section(report, slices))
     cand = report.get("candidate") or {}
     return document(f"msam-export verify: {cand.get('model', '')} {cand.get('kind', '')}", sections)

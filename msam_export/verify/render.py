@@ -45,6 +45,26 @@ def verify_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def size_table(report: dict[str, Any]) -> Table | None:
+    """2D agreement by object size (reference mask area), overall and for each modality, or None
+    when there are no 2D boxes."""
+    rows = [(name, s) for name, s in report["by_modality"].items() if s.get("agreement_2d_by_object_size")]
+    if not rows:
+        return None
+    rows.append(("overall 2D", report["overall"]))
+    bands = [b["band"] for b in report["overall"]["agreement_2d_by_object_size"]]
+    table = Table(title="2D agreement by object size (reference mask area; boxes in brackets)")
+    table.add_column("modality")
+    for band in bands:
+        table.add_column(band, justify="right")
+    for name, s in rows:
+        found = {b["band"]: b for b in s["agreement_2d_by_object_size"]}
+        table.add_row(
+            name, *(f"{_fmt(found[b]['agreement_dsc'])} ({found[b]['boxes']})" if b in found else "-" for b in bands)
+        )
+    return table
+
+
 def clicks_table(report: dict[str, Any]) -> Table | None:
     """The click rounds (verify --prompts clicks:K): per round, agreement and DSC/NSD of both, or None."""
     clicks = report.get("clicks")

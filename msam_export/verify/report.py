@@ -32,6 +32,10 @@ SCHEMA = "msam-export/verify@1"
 # per case and summarised: "dsc"/"nsd" per label (what the limits and the gate use), and
 # "challenge_dsc"/"challenge_nsd" as the challenge's compute_metrics.py scores a case
 SCORES = ("dsc", "nsd", "challenge_dsc", "challenge_nsd")
+# 2D objects by the pixel area of the reference mask (original resolution). One boundary pixel
+# moves the agreement DSC of a 4-pixel object by 10-40 points and that of a 10,000-pixel object
+# by 0.01, so the bands tell a fragile metric on small objects from a model that is off.
+SIZE_BANDS: tuple[tuple[int, int | None], ...] = ((0, 100), (100, 1_000), (1_000, 10_000), (10_000, None))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -190,6 +194,7 @@ def verify_case(
         }
     else:
         row["teacher_forced_agreement_dsc"] = row["agreement_dsc"]
+        row["reference_pixels_per_box"] = [int(np.count_nonzero(m)) for m in ref.box_masks]
     row["latency"] = {
         "first_encoder_call_ms": runs[0].timings.encoder_call_ms[0] if runs[0].timings.encoder_call_ms else None,
         "encoder_ms_median": percentile(encoder_calls, 50),
@@ -212,6 +217,26 @@ def verify_case(
     return CaseResult(row, case, ref, cand, gts)
 
 
+def band_name(low: int, high: int | None) -> str:
+    return f">= {low:,} px" if high is None else f"{low:,}-{high - 1:,} px"
+
+
+def size_bands(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The 2D boxes of ``rows`` by reference mask area (``SIZE_BANDS``): per band with boxes, its
+    name, the number of boxes and their mean agreement DSC (an object both models miss counts 1)."""
+    pairs = [
+        (pixels, agreement)
+        for r in rows
+        for pixels, agreement in zip(r.get("reference_pixels_per_box", ()), r["agreement_per_box"], strict=False)
+    ]
+    out = []
+    for low, high in SIZE_BANDS:
+        inside = [a for p, a in pairs if p >= low and (high is None or p < high)]
+        if inside:
+            out.append({"band": band_name(low, high), "boxes": len(inside), "agreement_dsc": _nanmean(inside)})
+    return out
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over cases (agreement, DSC/NSD and their drops) and latency medians."""
     ok = [r for r in rows if "error" not in r]
@@ -222,6 +247,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "agreement_dsc": _nanmean(r["agreement_dsc"] for r in ok),
         "agreement_dsc_min": min((r["agreement_dsc"] for r in ok), default=math.nan),
         "teacher_forced_agreement_dsc": _nanmean(r.get("teacher_forced_agreement_dsc") for r in ok),
+        "agreement_2d_by_object_size": size_bands(ok),
     }
     for metric in SCORES:
         ref = _nanmean(r["reference"].get(metric) for r in scored)

@@ -22,6 +22,7 @@ from msam_export.errors import MsamError
 from msam_export.files import write_json
 from msam_export.limits import FLOAT_LIMITS
 from msam_export.report import CAND_ONLY, LABEL_SWAP, MAX_SIDE, REF_ONLY, PageBuilder, downscale_factor, report
+from msam_export.report.html import fmt
 from msam_export.runtime import Segmentation, Timings
 from msam_export.verify.report import CaseResult, box_agreement, group_summaries, slice_agreement, summarize
 
@@ -142,6 +143,8 @@ def _result(case: Case, ref: np.ndarray, cand: np.ndarray, gts: np.ndarray | Non
     if case.is_3d:
         per_slice = slice_agreement(reference, candidate)
         row |= {"agreement_per_slice": per_slice, "worst_slice": int(np.nanargmin(per_slice))}
+    else:
+        row["reference_pixels_per_box"] = [int(np.count_nonzero(m)) for m in reference.box_masks]
     if gts is not None:
         nan = {"dsc": 0.9, "nsd": math.nan, "challenge_dsc": 0.9, "challenge_nsd": None}
         row |= {"reference": nan, "candidate": nan | {"dsc": 0.89}}
@@ -223,6 +226,18 @@ def test_page_is_worst_first_escaped_and_prints_nan_as_dash(synthetic):
     assert order == sorted(order)  # failed first, then 2D (agreement ~0.92), then 3D (~0.96)
     assert "<td>nan</td>" not in html.lower() and "<td>-</td>" in html
     assert html.count("<svg") >= 3  # modality chart, stage chart, slice chart
+
+
+def test_page_shows_2d_agreement_by_object_size(synthetic):
+    results, json_path = synthetic
+    html = json_path.with_suffix(".html").read_text()
+    section = html[html.index("<h2>2D agreement by object size</h2>") :]
+    section = section[: section.index("</table>")]
+    pixels = results[0].row["reference_pixels_per_box"]
+    assert all(p >= 10_000 for p in pixels)  # both synthetic 2D objects are large ellipses
+    mean = fmt(float(np.mean(results[0].row["agreement_per_box"])), 4)
+    assert "<th>&gt;= 10,000 px</th>" in section and f"<td>{mean} (2)</td>" in section
+    assert f"<td>{pixels[0]:,}</td>" in html  # the case's box table lists each object's pixels
 
 
 def test_report_rebuilds_the_same_page(synthetic, tmp_path):
