@@ -23,7 +23,7 @@ from msam_export.data import data_dirs, list_cases, modality_of
 from msam_export.errors import ParityError
 from msam_export.quantize import QatOptions
 from msam_export.system import cpu_info
-from msam_export.verify.report import SIZE_BANDS, band_name, size_bands
+from msam_export.verify.report import SIZE_BANDS, band_cells, band_name, size_bands
 
 
 def folds(cases: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -88,9 +88,7 @@ def size_table(rows: list[dict], title: str) -> list[str]:
     names = [band_name(low, high) for low, high in SIZE_BANDS]
     lines = [f"### {title}", "", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for name in sorted(groups, key=lambda n: (n == "all 2D", n)):
-        found = {b["band"]: b for b in size_bands(groups[name])}
-        cells = [f"{found[n]['agreement_dsc']:.4f} ({found[n]['boxes']})" if n in found else "-" for n in names]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(band_cells(size_bands(groups[name]), names)) + " |")
     return [*lines, "", "Agreement DSC of the boxes in each band of reference mask area; boxes in brackets.", ""]
 
 

@@ -156,11 +156,8 @@ def box_table(row: dict[str, Any]) -> str:
     per_box = [(i + 1, finite(a)) for i, a in enumerate(row.get("agreement_per_box") or [])]
     per_box.sort(key=lambda item: (-math.inf if item[1] is None else item[1], item[0]))
     pixels = row.get("reference_pixels_per_box")
-    if pixels:
-        rows = [[cell(str(k)), cell(fmt(a, 5)), cell(f"{pixels[k - 1]:,}")] for k, a in per_box[:MAX_LABEL_ROWS]]
-        shown = table(["label", "agreement", "ref pixels"], rows)
-    else:
-        shown = table(["label", "agreement"], [[cell(str(k)), cell(fmt(a, 5))] for k, a in per_box[:MAX_LABEL_ROWS]])
+    rows = [[cell(str(k)), cell(fmt(a, 5))] + ([cell(f"{pixels[k - 1]:,}")] if pixels else []) for k, a in per_box]
+    shown = table(["label", "agreement"] + (["ref pixels"] if pixels else []), rows[:MAX_LABEL_ROWS])
     if len(per_box) <= MAX_LABEL_ROWS:
         return shown
     values = [a for _, a in per_box if a is not None]

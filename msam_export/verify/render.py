@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from .report import band_cells
+
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -58,10 +60,7 @@ def size_table(report: dict[str, Any]) -> Table | None:
     for band in bands:
         table.add_column(band, justify="right")
     for name, s in rows:
-        found = {b["band"]: b for b in s["agreement_2d_by_object_size"]}
-        table.add_row(
-            name, *(f"{_fmt(found[b]['agreement_dsc'])} ({found[b]['boxes']})" if b in found else "-" for b in bands)
-        )
+        table.add_row(name, *band_cells(s["agreement_2d_by_object_size"], bands))
     return table
 
 

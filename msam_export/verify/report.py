@@ -225,9 +225,10 @@ def size_bands(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The 2D boxes of ``rows`` by reference mask area (``SIZE_BANDS``): per band with boxes, its
     name, the number of boxes and their mean agreement DSC (an object both models miss counts 1)."""
     pairs = [
-        (pixels, agreement)
+        pair
         for r in rows
-        for pixels, agreement in zip(r.get("reference_pixels_per_box", ()), r["agreement_per_box"], strict=False)
+        if "reference_pixels_per_box" in r
+        for pair in zip(r["reference_pixels_per_box"], r["agreement_per_box"], strict=True)
     ]
     out = []
     for low, high in SIZE_BANDS:
@@ -235,6 +236,12 @@ def size_bands(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if inside:
             out.append({"band": band_name(low, high), "boxes": len(inside), "agreement_dsc": _nanmean(inside)})
     return out
+
+
+def band_cells(bands: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """``size_bands`` output as one text per band name: "agreement (boxes)", or "-" for an empty band."""
+    found = {b["band"]: b for b in bands}
+    return [f"{found[n]['agreement_dsc']:.4f} ({found[n]['boxes']})" if n in found else "-" for n in names]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
