@@ -21,6 +21,7 @@ import numpy as np
 import msam_export as mx
 from msam_export.data import data_dirs, list_cases, modality_of
 from msam_export.errors import ParityError
+from msam_export.limits import DEFAULT_MAX_DRIFT
 from msam_export.quantize import QatOptions
 from msam_export.system import cpu_info
 from msam_export.verify.report import SIZE_BANDS, band_cells, band_name, size_bands
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/int8-litemedsam-folds.md"))
     parser.add_argument("--target", default="auto")
     parser.add_argument("--n", type=int, default=200, help="training slices per fold")
+    parser.add_argument("--max-drift", type=float, default=DEFAULT_MAX_DRIFT, help="quantize_openvino's drift limit")
     parser.add_argument("--qat", action="store_true")
     parser.add_argument("--qat-steps", type=int, default=100)
     args = parser.parse_args()
@@ -128,7 +130,7 @@ def main() -> None:
             qat = QatOptions(steps=args.qat_steps) if args.qat else None
             try:
                 artifact = mx.quantize_openvino(
-                    fp32, int8, calibration=calib, target=args.target, qat=qat, overwrite=True
+                    fp32, int8, calibration=calib, target=args.target, max_drift=args.max_drift, qat=qat, overwrite=True
                 )
             except ParityError as exc:
                 notes.append(f"fold {k}: not built: {exc}")
@@ -151,7 +153,8 @@ def main() -> None:
         "",
         f"{time.strftime('%Y-%m-%d')}, {system['model']} ({system['usable_cpus']} cores, ISA: "
         f"{', '.join(k for k, v in system['isa'].items() if v)}), target {args.target}, real weights, "
-        f"`benchmarks/int8_folds.py --n {args.n}{' --qat' if args.qat else ''}`, data: {len(cases)} cases.",
+        f"`benchmarks/int8_folds.py --n {args.n} --max-drift {args.max_drift}{' --qat' if args.qat else ''}`, "
+        f"data: {len(cases)} cases.",
         "",
         *table(out_of_sample, "Out of sample: each case verified by the artifact of the other fold"),
         *table(in_sample, "In sample: each case verified by the artifact calibrated on its own fold"),

@@ -1,10 +1,14 @@
 """Reading and editing NNCF-quantized OpenVINO graphs.
 
-A quantized operation (Convolution, GroupConvolution, MatMul) has FakeQuantize
-nodes on its activation inputs and an int8 weight constant with a dequantization
-subgraph (Convert, Multiply) on its weight input. Keeping it in float means
-removing those activation FakeQuantize nodes and putting back the FP32 weight
-constant of the original model. Without bias correction and SmoothQuant (both off
+A quantized operation (Convolution, GroupConvolution, MatMul, attention) has
+FakeQuantize nodes on its activation inputs and an int8 weight constant with a
+dequantization subgraph (Convert, Multiply) on its weight input. NNCF places an
+activation FakeQuantize at the output of the operation that produces the tensor, so
+shape-only operations (a transformer's window partition and head split: Reshape,
+Transpose) can lie between it and the operation it quantizes, and one FakeQuantize
+can serve several operations (a block's q, k and v projections). Keeping an operation
+in float means bypassing the FakeQuantize nodes that feed it and putting back the
+FP32 weight constant of the original model. Without bias correction and SmoothQuant (both off
 in our recipe, see ``openvino.py``) that restores the original operation exactly.
 """
 
@@ -16,18 +20,39 @@ from typing import Any
 import numpy as np
 
 QUANTIZABLE = ("Convolution", "GroupConvolution", "MatMul")
+SHAPE_ONLY = ("Reshape", "Transpose", "Squeeze", "Unsqueeze")  # move values, never change them
 
 
 def fake_quantizers(model: Any) -> list[Any]:
     return [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
 
 
+def _consumers(output: Any) -> list[Any]:
+    """Operations that read ``output``, looking through shape-only operations."""
+    out = []
+    for target in output.get_target_inputs():
+        node = target.get_node()
+        out += _consumers(node.output(0)) if node.get_type_name() in SHAPE_ONLY else [node]
+    return out
+
+
+def feeding_quantizers(node: Any) -> list[Any]:
+    """The activation FakeQuantize nodes on ``node``'s inputs, looking through shape-only operations."""
+    out = []
+    for value in node.input_values():
+        source = value.get_node()
+        while source.get_type_name() in SHAPE_ONLY:
+            source = source.input_value(0).get_node()
+        if source.get_type_name() == "FakeQuantize":
+            out.append(source)
+    return out
+
+
 def quantized_ops(model: Any) -> dict[str, Any]:
     """Name -> operation, for operations with an activation FakeQuantize on an input."""
     ops = {}
     for fq in fake_quantizers(model):
-        for target in fq.output(0).get_target_inputs():
-            node = target.get_node()
+        for node in _consumers(fq.output(0)):
             if node.get_type_name() in QUANTIZABLE or node.get_type_name() == "ScaledDotProductAttention":
                 ops[node.get_friendly_name()] = node
     return ops
@@ -60,6 +85,20 @@ def groups(model: Any, depth: int = 2) -> dict[str, list[str]]:
     return dict(sorted(out.items()))
 
 
+WEIGHT_PATH = ("Constant", "Convert", "Subtract", "Multiply", *SHAPE_ONLY)  # a dequantized weight
+
+
+def _is_weight(value: Any) -> bool:
+    """Whether ``value`` is a (dequantized) weight: computed from constants by a dequantization subgraph."""
+    frontier = [value.get_node()]
+    while frontier:
+        node = frontier.pop()
+        if node.get_type_name() not in WEIGHT_PATH:
+            return False
+        frontier += [v.get_node() for v in node.input_values()]
+    return True
+
+
 def _weight_value(port: Any) -> np.ndarray:
     node = port.get_node()
     if node.get_type_name() == "Constant":
@@ -80,12 +119,11 @@ def keep_in_float(quantized: Any, original: Any, names: list[str]) -> int:
     removed = 0
     for name in names:
         node = by_name[name]
-        for port in node.inputs():
-            source = port.get_source_output().get_node()
-            if source.get_type_name() == "FakeQuantize":
-                port.replace_source_output(source.input_value(0))
-                removed += 1
-        if node.get_type_name() in QUANTIZABLE and name in float_ops:
+        for fq in feeding_quantizers(node):
+            for target in list(fq.output(0).get_target_inputs()):
+                target.replace_source_output(fq.input_value(0))
+            removed += 1
+        if node.get_type_name() in QUANTIZABLE and name in float_ops and _is_weight(node.input_value(1)):
             weight = float_ops[name].input_value(1)
             if node.input_value(1).get_node().get_type_name() != "Constant":
                 constant = ov.op.Constant(np.ascontiguousarray(_weight_value(weight)))
@@ -113,3 +151,33 @@ def store_constants_as_fp16(model: Any, min_bytes: int = 1 << 16) -> int:
         saved += op.get_byte_size() // 2
     model.validate_nodes_and_infer_types()
     return saved
+
+
+GELU_MINIMUM = -0.16997  # min over x of x * Phi(x), at x = -0.7518
+
+
+def start_gelu_ranges_at_minimum(model: Any) -> int:
+    """Sets the low end of every activation quantizer that reads a GELU output to GELU's
+    minimum, in place; returns how many quantizers changed.
+
+    A symmetric quantizer spends half its 256 levels on [-high, 0), where a GELU output
+    has only [-0.17, 0); starting the range at -0.17 about halves the step of the MLP's
+    second linear layer's input (OpenVINO runs it as u8 with a zero point, at the same
+    speed). Every other activation keeps its symmetric range.
+    """
+    import openvino as ov
+
+    changed = 0
+    for fq in fake_quantizers(model):
+        if fq.input_value(0).get_node().get_type_name() != "Gelu":
+            continue
+        high_node = fq.input_value(2).get_node()
+        if high_node.get_type_name() != "Constant" or np.any(high_node.get_data() <= 0):
+            continue
+        high = high_node.get_data()
+        low = ov.op.Constant(np.full_like(high, GELU_MINIMUM))
+        fq.input(1).replace_source_output(low.output(0))
+        fq.input(3).replace_source_output(low.output(0))
+        changed += 1
+    model.validate_nodes_and_infer_types()
+    return changed
