@@ -173,11 +173,10 @@ def start_gelu_ranges_at_minimum(model: Any) -> int:
     for fq in fake_quantizers(model):
         if fq.input_value(0).get_node().get_type_name() != "Gelu":
             continue
-        high_node = fq.input_value(2).get_node()
-        if high_node.get_type_name() != "Constant" or np.any(high_node.get_data() <= 0):
+        high = fq.input_value(2).get_node()
+        if high.get_type_name() != "Constant" or np.any(high.get_data() <= 0):
             continue
-        high = high_node.get_data()
-        low = ov.op.Constant(np.full_like(high, GELU_MINIMUM))
+        low = ov.op.Constant(np.full_like(high.get_data(), GELU_MINIMUM))
         fq.input(1).replace_source_output(low.output(0))
         fq.input(3).replace_source_output(low.output(0))
         changed += 1
