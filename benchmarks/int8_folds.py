@@ -141,7 +141,12 @@ def main() -> None:
             f"fold {k}: calibrated on {len(train)} cases, quantized in {seconds / 60:.1f} min; validation agreement "
             f"{q['drift']['agreement_dsc']:.4f}; kept in float: "
             f"{[m['module'] for m in q['accuracy_control']['kept_float']]}; .bin {q['size_vs_fp32']:.0%} of FP32"
-            + (f"; QAT {q['qat']['steps']} steps in {q['qat']['seconds'] / 60:.1f} min" if "qat" in q else "")
+            + (
+                f"; QAT {q['qat']['steps']} steps in {q['qat']['seconds'] / 60:.1f} min, agreement "
+                f"{q['qat']['agreement_before']:.4f} -> {q['qat']['agreement_after']:.4f}, kept {q['qat']['kept']}"
+                if "qat" in q
+                else ""
+            )
         )
         model = mx.open_model(int8)
         for rows, data in ((out_of_sample, test_dir), (in_sample, train_dir)):

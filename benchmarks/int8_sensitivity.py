@@ -5,9 +5,10 @@ mean mask agreement DSC with FP32 and the image-embedding error on the file's va
 slices for:
 - ``weights``: INT8 weights (``nncf.compress_weights`` INT8_ASYM, activations float) in
   the whole encoder, then in one module at a time (the rest float);
-- ``recipes``: the package's recipe (float scope, PERFORMANCE preset, overflow fix) and
-  variants of it (activation range estimators, bias correction, MIXED preset, attention inputs
-  in float), and the recipe with its float constants stored as fp16, as the artifact saves them.
+- ``recipes``: the package's recipe (float scope, PERFORMANCE preset, overflow fix, GPTQ rounding)
+  and variants of it (nearest weight rounding, activation range estimators, bias correction,
+  MIXED preset, attention inputs in float), and the recipe with its float constants stored as
+  fp16, as the artifact saves them.
 
     python benchmarks/int8_sensitivity.py FP32_DIR calib.npz [--what weights,recipes]
 """
@@ -89,7 +90,8 @@ def main() -> None:
             report(f"INT8 weights in {block} only", compressed)
     if "recipes" in args.what:
         variants = {
-            "recipe (min-max ranges)": {},
+            "recipe (min-max ranges, GPTQ weight rounding)": {},
+            "recipe, nearest weight rounding (NNCF's)": {"weight_rounding": "nearest"},
             "recipe, MEAN_NO_OUTLIERS_MINMAX ranges": {
                 "activations_range_estimator_params": RangeEstimatorParametersSet.MEAN_NO_OUTLIERS_MINMAX
             },
@@ -102,10 +104,12 @@ def main() -> None:
         }
         ignored = [name for names in float_scope(fresh(), spec).values() for name in names]
         for label, changes in variants.items():
-            report(label, quantize_encoder(fresh(), calib, ignored, target, **changes))
+            report(label, quantize_encoder(fresh(), calib, ignored, target, **changes)[0])
         attention = [op.get_friendly_name() for op in fresh().get_ops() if op.get_type_name() in ATTENTION_OPS]
-        report("recipe, attention (SDPA) inputs float", quantize_encoder(fresh(), calib, ignored + attention, target))
-        half = quantize_encoder(fresh(), calib, ignored, target)
+        report(
+            "recipe, attention (SDPA) inputs float", quantize_encoder(fresh(), calib, ignored + attention, target)[0]
+        )
+        half, _ = quantize_encoder(fresh(), calib, ignored, target)
         store_constants_as_fp16(half)
         report("recipe, float constants stored as fp16 (as saved)", half)
 

@@ -54,21 +54,22 @@ def main() -> None:
         f"of the bundled samples, validation cases held out whole: {', '.join(cases)}; target {first['target']}; "
         "default recipe (accuracy control included) before QAT.",
         "",
-        "| recipe | quantize min | QAT steps | QAT min | QAT loss first -> last 10 | agreement | "
+        "| recipe | quantize min | QAT steps | QAT min | QAT loss first -> last 10 | PTQ -> QAT (kept) | agreement | "
         + " | ".join(c.split("_", 2)[-1].removesuffix(".npz") for c in cases)
         + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(cases),
+        "|---|---|---|---|---|---|---|" + "---|" * len(cases),
     ]
     for name, (q, seconds) in runs.items():
         qat = q.get("qat")
-        steps = "- | - | -"
+        steps = "- | - | - | -"
         if qat:
             loss = f"{qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}" if qat["steps"] else "-"
-            steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {loss}"
+            kept = f"{qat['agreement_before']:.4f} -> {qat['agreement_after']:.4f} ({qat['kept']})"
+            steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {loss} | {kept}"
         by_case = " | ".join(f"{q['drift']['agreement_by_case'][c]:.4f}" for c in cases)
         lines.append(f"| {name} | {seconds / 60:.1f} | {steps} | {q['drift']['agreement_dsc']:.4f} | {by_case} |")
     for name, (message, seconds) in failed.items():
-        lines.append(f"| {name} | {seconds / 60:.1f} | nothing written: {message} |" + " |" * (3 + len(cases)))
+        lines.append(f"| {name} | {seconds / 60:.1f} | nothing written: {message} |" + " |" * (4 + len(cases)))
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

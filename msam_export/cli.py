@@ -391,7 +391,9 @@ def openvino_cmd(
     qat: Annotated[
         bool,
         typer.Option(
-            "--qat", help="INT8: quantization-aware distillation after PTQ (CPU, or a CUDA GPU when torch sees one)."
+            "--qat",
+            help="INT8: quantization-aware distillation after PTQ (CPU, or a CUDA GPU when torch sees one); "
+            "kept only when it agrees better with FP32 than PTQ alone.",
         ),
     ] = False,
     qat_steps: Annotated[int, typer.Option("--qat-steps", help="INT8 --qat: optimizer steps.")] = 300,
@@ -417,9 +419,9 @@ def openvino_cmd(
 ) -> None:
     """Convert to OpenVINO IR (encoder.xml/.bin, decoder.xml/.bin), parity-tested at f32 inference precision.
 
-    With --int8 --calib FILE: INT8 encoder (NNCF, architecture-aware float scope, accuracy control on
-    mask agreement, 3D propagation included) and INT8-weight decoder; exit 1, nothing written, as soon
-    as the drift limit cannot be met.
+    With --int8 --calib FILE: INT8 encoder (NNCF, architecture-aware float scope, GPTQ weight rounding,
+    accuracy control on mask agreement, 3D propagation included) and INT8-weight decoder; exit 1,
+    nothing written, as soon as the drift limit cannot be met.
     """
     _needs_export("openvino")
     path = _checkpoint_path(src, use_default)

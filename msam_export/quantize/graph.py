@@ -88,7 +88,7 @@ def groups(model: Any, depth: int = 2) -> dict[str, list[str]]:
 WEIGHT_PATH = ("Constant", "Convert", "Subtract", "Multiply", *SHAPE_ONLY)  # a dequantized weight
 
 
-def _is_weight(value: Any) -> bool:
+def is_weight(value: Any) -> bool:
     """Whether ``value`` is a (dequantized) weight: computed from constants by a dequantization subgraph."""
     frontier = [value.get_node()]
     while frontier:
@@ -99,7 +99,7 @@ def _is_weight(value: Any) -> bool:
     return True
 
 
-def _weight_value(port: Any) -> np.ndarray:
+def weight_value(port: Any) -> np.ndarray:
     node = port.get_node()
     if node.get_type_name() == "Constant":
         return node.get_data()
@@ -123,10 +123,10 @@ def keep_in_float(quantized: Any, original: Any, names: list[str]) -> int:
             for target in list(fq.output(0).get_target_inputs()):
                 target.replace_source_output(fq.input_value(0))
             removed += 1
-        if node.get_type_name() in QUANTIZABLE and name in float_ops and _is_weight(node.input_value(1)):
+        if node.get_type_name() in QUANTIZABLE and name in float_ops and is_weight(node.input_value(1)):
             weight = float_ops[name].input_value(1)
             if node.input_value(1).get_node().get_type_name() != "Constant":
-                constant = ov.op.Constant(np.ascontiguousarray(_weight_value(weight)))
+                constant = ov.op.Constant(np.ascontiguousarray(weight_value(weight)))
                 node.input(1).replace_source_output(constant.output(0))
     quantized.validate_nodes_and_infer_types()
     return removed

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
+from quantized_tiny import quantized_tiny, run
 from torch import nn
 
 from msam_export.quantize.graph import (
@@ -23,64 +22,9 @@ from msam_export.quantize.graph import (
 )
 
 
-class Tokens(nn.Module):
-    """Two linear layers reading one tensor through a reshape, like a transformer block's q and k."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.q = nn.Linear(8, 8)
-        self.k = nn.Linear(8, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, HW, C)
-        return self.q(tokens) + self.k(tokens)
-
-
-class Tiny(nn.Module):
-    """Three named "modules" (convs, then linear layers behind shape-only operations),
-    like the zoo's encoders."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GELU(), nn.Conv2d(16, 16, 1))
-        self.head = nn.Sequential(nn.Conv2d(16, 32, 1), nn.GELU(), nn.Conv2d(32, 8, 1))
-        self.tokens = Tokens()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tokens(self.head(self.stem(x)))
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    import nncf
-    import openvino as ov
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Tiny().eval(), torch.randn(1, 3, 32, 32), str(path), input_names=["image"], dynamo=False)
-    original = ov.Core().read_model(str(path))
-    rng = np.random.default_rng(0)
-    data = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(8)]
-    quantized = nncf.quantize(
-        original,
-        nncf.Dataset(data),
-        subset_size=8,
-        model_type=nncf.ModelType.TRANSFORMER,  # as the package quantizes: no quantizers on elementwise adds
-        advanced_parameters=nncf.AdvancedQuantizationParameters(
-            disable_bias_correction=True,
-            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
-        ),
-    )
-    return original, quantized, data
-
-
-def _run(model, x):
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return compiled(x)[0]
+    return quantized_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 def test_groups_follow_module_names(models):
@@ -108,13 +52,13 @@ def test_quantizers_are_found_behind_shape_only_operations(models):
 def test_keeping_everything_in_float_restores_the_original_exactly(models):
     original, quantized, data = models
     x = data[0]
-    int8_error = np.abs(_run(quantized, x) - _run(original, x)).max()
+    int8_error = np.abs(run(quantized, x) - run(original, x)).max()
     assert int8_error > 1e-4  # quantization did change the output
     restored = quantized.clone()
     removed = keep_in_float(restored, original, list(quantized_ops(quantized)))
     assert removed == len(fake_quantizers(quantized))  # each activation quantizer once; weights are int8
     assert fake_quantizers(restored) == []
-    np.testing.assert_allclose(_run(restored, x), _run(original, x), atol=1e-6)
+    np.testing.assert_allclose(run(restored, x), run(original, x), atol=1e-6)
 
 
 def test_keeping_one_module_in_float_lowers_the_error(models):
@@ -122,8 +66,8 @@ def test_keeping_one_module_in_float_lowers_the_error(models):
     partial = quantized.clone()
     keep_in_float(partial, original, groups(quantized, depth=1)["stem"])
     x = data[1]
-    reference = _run(original, x)
-    assert np.abs(_run(partial, x) - reference).mean() < np.abs(_run(quantized, x) - reference).mean()
+    reference = run(original, x)
+    assert np.abs(run(partial, x) - reference).mean() < np.abs(run(quantized, x) - reference).mean()
 
 
 def test_keeping_a_module_behind_a_reshape_in_float_removes_its_shared_quantizer(models):
@@ -134,8 +78,8 @@ def test_keeping_a_module_behind_a_reshape_in_float_removes_its_shared_quantizer
     assert len(fake_quantizers(partial)) == len(fake_quantizers(quantized)) - 1
     assert not any(name.startswith("/tokens/") for name in quantized_ops(partial))
     x = data[2]
-    reference = _run(original, x)
-    assert np.abs(_run(partial, x) - reference).mean() < np.abs(_run(quantized, x) - reference).mean()
+    reference = run(original, x)
+    assert np.abs(run(partial, x) - reference).mean() < np.abs(run(quantized, x) - reference).mean()
 
 
 def test_fp16_constants_halve_large_float_constants(models):
@@ -143,7 +87,7 @@ def test_fp16_constants_halve_large_float_constants(models):
     model = original.clone()
     saved = store_constants_as_fp16(model, min_bytes=1024)
     assert saved > 0
-    out, ref = _run(model, data[0]), _run(original, data[0])
+    out, ref = run(model, data[0]), run(original, data[0])
     np.testing.assert_allclose(out, ref, atol=1e-2 * np.abs(ref).max())
     assert not np.array_equal(out, ref)  # weights really were rounded
 
