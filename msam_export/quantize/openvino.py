@@ -42,7 +42,7 @@ from .graph import QUANTIZABLE, module_path, start_gelu_ranges_at_minimum, store
 from .qat import QatOptions
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
 from .rounding import Rounding, round_weights
-from .validation import Drift, DriftMeter, calibration_record
+from .validation import DriftMeter, calibration_record
 
 
 def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
@@ -253,9 +253,30 @@ def quantize_openvino(
                 "cases of the weakest modality, or --max-drift"
             )
         if qat is not None:
-            quantized, final, qat_record = _distilled_if_better(
-                quantized, final, fp32, calib, spec, qat, target, restoration, meter, compile_models, steps
-            )
+            from .qat import distill
+
+            with steps.step("qat", f"quantization-aware distillation, {qat.steps} steps"):
+                trained, qat_record = distill(
+                    _source_checkpoint(fp32),
+                    calib,
+                    spec,
+                    qat,
+                    target=target,
+                    kept_float=[k["module"] for k in restoration.kept_float],
+                    note=steps.note,
+                )
+            # the distilled encoder replaces the post-training one only when it agrees better
+            after = meter.measure(compile_models(trained))
+            kept = after.agreement > final.agreement
+            qat_record |= {
+                "agreement_before": round(final.agreement, 6),
+                "agreement_after": round(after.agreement, 6),
+                "kept": "qat" if kept else "post-training",
+            }
+            verdict = "kept" if kept else "not better: the post-training encoder is kept"
+            steps.note(f"after QAT: agreement {after.agreement:.4f} against {final.agreement:.4f} ({verdict})")
+            if kept:
+                quantized, final = trained, after
         decoder, decoder_mode, decoder_drift = fp32_decoder, "fp32", final
         if compress_decoder_weights:
             with steps.step("decoder", "INT8 weight compression"):
@@ -324,46 +345,6 @@ def quantize_openvino(
             )
             write_record(stage, record)
     return Artifact(output, record)
-
-
-def _distilled_if_better(
-    quantized: Any,
-    drift: Drift,
-    fp32: Artifact,
-    calib: CalibrationSet,
-    spec: ModelSpec,
-    qat: QatOptions,
-    target: str,
-    restoration: Restoration,
-    meter: DriftMeter,
-    compile_models: Callable[..., OpenVinoBackend],
-    steps: Steps,
-) -> tuple[Any, Drift, dict[str, Any]]:
-    """Quantization-aware distillation; its encoder replaces the post-training one only when it
-    agrees better with FP32 on the validation cases. Returns (encoder, its drift, the QAT record
-    with the agreement before and after and which encoder was kept)."""
-    from .qat import distill
-
-    with steps.step("qat", f"quantization-aware distillation, {qat.steps} steps"):
-        trained, record = distill(
-            _source_checkpoint(fp32),
-            calib,
-            spec,
-            qat,
-            target=target,
-            kept_float=[k["module"] for k in restoration.kept_float],
-            note=steps.note,
-        )
-    after = meter.measure(compile_models(trained))
-    kept = after.agreement > drift.agreement
-    record |= {
-        "agreement_before": round(drift.agreement, 6),
-        "agreement_after": round(after.agreement, 6),
-        "kept": "qat" if kept else "post-training",
-    }
-    verdict = "kept" if kept else "not better: the post-training encoder is kept"
-    steps.note(f"after QAT: agreement {after.agreement:.4f} against {drift.agreement:.4f} ({verdict})")
-    return (trained, after, record) if kept else (quantized, drift, record)
 
 
 def _size_ratio(stage: Path, fp32_dir: Path) -> float:
