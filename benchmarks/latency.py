@@ -10,7 +10,8 @@ decoder, prompted with boxes alone and with box + one click + the previous mask.
 the best of N rounds; ratios are the median (and 10th-90th percentile) of the round-by-round
 ratios.
 
-    python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--openvino-full DIR] [--threads N]
+    python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--openvino-int8-qat DIR]
+        [--openvino-full DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path)
     parser.add_argument("--openvino", type=Path)
     parser.add_argument("--openvino-int8", type=Path)
+    parser.add_argument("--openvino-int8-qat", type=Path, help="an INT8 export made with --qat")
     parser.add_argument("--onnx-full", type=Path, help="an ONNX export with --prompts full")
     parser.add_argument("--openvino-full", type=Path, help="an OpenVINO export with --prompts full")
     parser.add_argument("--threads", type=int, default=None)
@@ -142,6 +144,8 @@ def main() -> None:
         runs.append(("OpenVINO INT8", args.openvino_int8, "f32"))
         if has_bf16:
             runs.append(("OpenVINO INT8, BF16 elsewhere", args.openvino_int8, "bf16"))
+    if args.openvino_int8_qat:
+        runs.append(("OpenVINO INT8 + QAT", args.openvino_int8_qat, "f32"))
     prompts = {name: "box" for name, _, _ in runs}
     for label, path in (("ONNX Runtime FP32", args.onnx_full), ("OpenVINO FP32", args.openvino_full)):
         if path:

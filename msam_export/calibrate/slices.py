@@ -12,6 +12,9 @@ control measures), so that the validation metric predicts cases the artifact nev
 * Validation keeps every validation case: a 2D case as its slice, a 3D case as a window of
   up to ``WINDOW`` consecutive slices around its first box's middle, with the boxes clipped
   to the window, so that the metric can propagate through it as ``segment`` does.
+* A slice keeps at most ``MAX_BOXES`` boxes, spread evenly over the range of box areas
+  (``spread_by_area``): a microscopy image of a hundred nuclei is scored on its small objects
+  as well as its large ones, as ``verify`` scores every box.
 
 The file keeps the encoder inputs, the boxes per slice (S frame), the PyTorch FP32 image
 embeddings of the validation slices and the raw windows (schema ``msam-export/calib@2``).
@@ -34,7 +37,8 @@ from ..files import PathLike, atomic_file
 from ..zoo import ModelSpec, get_spec
 
 SCHEMA = "msam-export/calib@2"
-MAX_BOXES = 8
+MAX_BOXES = 16  # boxes kept per slice
+WINDOW_BOXES = 8  # boxes propagated through a validation window
 WINDOW = 12
 FLIPS = (1, 2, 3)  # left-right, up-down, both
 
@@ -171,6 +175,17 @@ def _flip(image: np.ndarray, flip: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def spread_by_area(boxes: np.ndarray, k: int = MAX_BOXES) -> np.ndarray:
+    """At most ``k`` of ``boxes`` (N, 4) XYXY: all when N <= k, else the boxes at evenly spaced
+    ranks of box area, smallest and largest included, in their original order."""
+    if len(boxes) <= k:
+        return boxes
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    by_area = np.argsort(area, kind="stable")
+    ranks = np.unique(np.linspace(0, len(boxes) - 1, k).round().astype(int))
+    return boxes[np.sort(by_area[ranks])]
+
+
 def _slice_input(case: Case, z: int | None, spec: ModelSpec, flip: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
     """(encoder input (3,S,S), padded S-frame boxes (K,4), box count) of one slice."""
     if z is None:
@@ -180,7 +195,8 @@ def _slice_input(case: Case, z: int | None, spec: ModelSpec, flip: int = 0) -> t
         active = case.boxes[(case.boxes[:, 2] <= z) & (case.boxes[:, 5] >= z)]
         boxes = active[:, [0, 1, 3, 4]]
     tensor, (height, width) = preprocess(_flip(image, flip), spec.input_size, spec.resize)
-    model_boxes = transform_boxes(np.asarray(boxes[:MAX_BOXES], dtype=np.float64), image.shape[:2], spec.input_size)
+    chosen = spread_by_area(np.asarray(boxes, dtype=np.float64))
+    model_boxes = transform_boxes(chosen, image.shape[:2], spec.input_size)
     if flip & 1:
         model_boxes[:, [0, 2]] = width - model_boxes[:, [2, 0]]
     if flip & 2:
@@ -193,7 +209,7 @@ def _slice_input(case: Case, z: int | None, spec: ModelSpec, flip: int = 0) -> t
 def validation_window(case: Case, size: int = WINDOW) -> tuple[np.ndarray, np.ndarray, range]:
     """(volume (w,H,W), boxes clipped to it (m,6) with z relative to it, the window's slices) of a
     3D case: up to ``size`` consecutive slices centred on its first box's middle slice, and of
-    the boxes that reach into it the ``MAX_BOXES`` that cover most of its slices."""
+    the boxes that reach into it the ``WINDOW_BOXES`` that cover most of its slices."""
     first = case.boxes[0]
     middle = int((first[2] + first[5]) // 2)
     lo = max(0, min(middle - size // 2, case.image.shape[0] - size))
@@ -204,7 +220,7 @@ def validation_window(case: Case, size: int = WINDOW) -> tuple[np.ndarray, np.nd
         if z0 <= z1:
             boxes.append([box[0], box[1], z0 - window.start, box[3], box[4], z1 - window.start])
     boxes.sort(key=lambda b: b[2] - b[5])  # stable: most slices first, then file order
-    return case.image[window.start : window.stop], np.asarray(boxes[:MAX_BOXES], dtype=np.float64), window
+    return case.image[window.start : window.stop], np.asarray(boxes[:WINDOW_BOXES], dtype=np.float64), window
 
 
 def build_calibration(

@@ -10,7 +10,7 @@ from conftest import REPO
 from test_cli import run_cli
 
 from msam_export.calibrate import load_calibration, select_slices
-from msam_export.calibrate.slices import split_cases
+from msam_export.calibrate.slices import split_cases, spread_by_area
 from msam_export.data import list_cases, load_case
 from msam_export.errors import MsamError
 
@@ -91,6 +91,18 @@ def test_cli_writes_a_loadable_file(tmp_path):
     for image, boxes, embedding in calib.val_items():
         assert image.shape == (1, 3, 256, 256) and boxes.shape[1] == 4 and embedding.shape == (1, 256, 64, 64)
         assert np.all(boxes[:, 2] > boxes[:, 0]) and boxes.max() <= 256
+
+
+def test_a_slice_keeps_boxes_spread_over_object_sizes():
+    sides = np.arange(1, 101, dtype=float)  # 100 square boxes, areas 1 .. 10,000, shuffled
+    order = np.random.default_rng(0).permutation(100)
+    boxes = np.stack([np.zeros(100), np.zeros(100), sides, sides], axis=1)[order]
+    kept = spread_by_area(boxes, 16)
+    areas = sorted(kept[:, 2] ** 2)
+    assert len(kept) == 16 and areas[0] == 1 and areas[-1] == 10_000
+    assert np.all(np.diff(np.flatnonzero(np.isin(sides[order], kept[:, 2]))) > 0)  # original order kept
+    assert sum(a < 1_000 for a in areas) >= 4  # small objects are scored, not only the first boxes
+    assert np.array_equal(spread_by_area(boxes[:5], 16), boxes[:5])
 
 
 def test_not_a_calibration_file(tmp_path):
