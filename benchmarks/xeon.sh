@@ -14,8 +14,10 @@
 #   pip download onnxsim (cp312 wheel) into .xeon/whl    # the device has torch, onnx, onnxruntime
 #   msam-export calibrate ../shared/data --default -o /tmp/calib.npz --n 100   # 86 MB: not in .xeon
 #   msam-export openvino --default --int8 --calib /tmp/calib.npz -o .xeon/ov-int8
-#   cp -r ../shared/data/imgs .xeon/data                 # 9 MB, for DATA=.xeon/data
-# A call carries at most 64 MiB: the tree (15 MiB) + .xeon (OpenVINO 21, onnxsim 9, INT8 IR 17).
+#   copy the shared cases not in msam_export/samples/imgs to .xeon/data-extra (5 MB); on the
+#   device, put both in one folder and pass it as DATA
+# A call carries at most 64 MiB: the tree (17 MiB) + .xeon (OpenVINO 21, INT8 IR 17, and either
+# the onnxsim wheel, 9, or the extra cases with NO_SIMPLIFY=1).
 # The device has no NNCF, so the INT8 IR (real weights) is made here. The FP32 graphs are
 # exported there, with the project's own code, from LiteMedSAM's architecture with seeded
 # random weights: the real checkpoint does not fit in the 64 MB a call may carry, and dense
