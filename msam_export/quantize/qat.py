@@ -1,13 +1,17 @@
 """Quantization-aware distillation (``openvino --int8 --qat``), opt-in.
 
-Starts from post-training INT8 of the PyTorch encoder (NNCF's ``quantize`` on the torch
-model: same preset, float scope and target as the OpenVINO recipe, plus the modules accuracy
-control kept in float), then fine-tunes its weights and quantizer ranges against the FP32
-model on the calibration file's training slices: the loss is the image embeddings' mean
-squared error plus the FP32 mask decoder's low-res mask logits on the slice's boxes (the
-decoder is frozen; gradients flow through it into the encoder). On a CUDA GPU when torch sees
-one, else the CPU; deterministic for a seed on the CPU. The result is converted to an
-OpenVINO IR with INT8 kernels (``ov.convert_model``) and measured like any candidate.
+Starts from the post-training recipe carried into the PyTorch encoder: NNCF's ``quantize`` on
+the torch model (same preset, float scope and target as the OpenVINO recipe, plus the modules
+accuracy control kept in float), GELU outputs quantized from GELU's minimum, and every weight
+seeded so that its quantizer rounds it to GPTQ's codes (``rounding.gptq_codes``). Modules that
+compute a weight at run time (TinyViT's q, k and v, cut from the packed qkv) expose it as a
+parameter first, so the same layers are quantized as in the OpenVINO recipe. Then it fine-tunes
+weights and quantizer ranges against the FP32 model on the calibration file's training slices:
+the loss is the image embeddings' mean squared error plus the FP32 mask decoder's low-res mask
+logits on the slice's boxes (the decoder is frozen; gradients flow through it into the
+encoder). On a CUDA GPU when torch sees one, else the CPU; deterministic for a seed on the CPU.
+The result is converted to an OpenVINO IR with INT8 kernels (``ov.convert_model``) and measured
+like any candidate.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from ..calibrate import CalibrationSet
 from ..zoo import ModelSpec
+from .rounding import DAMPING, MAX_ROWS, gptq_codes
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,14 @@ def float_modules(encoder: Any, spec: ModelSpec, kept: list[str]) -> list[str]:
         ):
             names.append(name)
     return names
+
+
+def expose_weights(model: Any) -> None:
+    """Weights that modules compute at run time become parameters NNCF's torch backend quantizes
+    (each module's ``expose_weights``; same outputs)."""
+    for module in list(model.modules()):
+        if hasattr(module, "expose_weights"):
+            module.expose_weights()
 
 
 def _is_list(module: Any) -> bool:
@@ -128,6 +141,122 @@ def ignored_patterns(model: Any, modules: list[str]) -> list[str]:
     return [f"^{re.escape(nncf_path(model, name))}/" for name in modules]
 
 
+def weight_quantizers(model: Any) -> dict[str, Any]:
+    """Torch module name -> the NNCF quantizer of its weight, for the modules GPTQ can round:
+    ``Linear`` and ungrouped, undilated, zero-padded ``Conv2d``. NNCF 3 quantizes a weight with a
+    pre-hook on the port 1 of the module's operation, keyed "<nncf path>/linear/0__1"."""
+    import torch.nn as nn
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    by_path = {nncf_path(model, name): (name, module) for name, module in model.named_modules() if name}
+    out = {}
+    for key, hooks in get_hook_storage(model).pre_hooks.items():
+        op_name, port = key.replace(":", ".").rsplit("__", 1)
+        path, function, _ = op_name.rsplit("/", 2)
+        if port != "1" or function not in ("linear", "conv2d") or path not in by_path or len(hooks) != 1:
+            continue
+        name, module = by_path[path]
+        roundable = isinstance(module, nn.Linear) or (
+            isinstance(module, nn.Conv2d)
+            and module.groups == 1
+            and all(d == 1 for d in module.dilation)
+            and isinstance(module.padding, tuple)
+            and module.padding_mode == "zeros"
+        )
+        if roundable:
+            out[name] = next(iter(hooks.values()))
+    return out
+
+
+def start_gelu_ranges_at_minimum(model: Any) -> int:
+    """``graph.start_gelu_ranges_at_minimum`` on the NNCF torch model: each symmetric quantizer
+    of a GELU output becomes an asymmetric one from GELU's minimum to its old high end, as the
+    OpenVINO recipe has it. Returns how many quantizers changed."""
+    import torch
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import AsymmetricQuantizer, PTQuantizerSpec, SymmetricQuantizer
+
+    from .graph import GELU_MINIMUM
+
+    changed = 0
+    for key, hooks in get_hook_storage(model).post_hooks.items():
+        if "/gelu/" not in key:
+            continue
+        for hook_id, quantizer in list(hooks.items()):
+            if not isinstance(quantizer, SymmetricQuantizer):
+                continue
+            high = quantizer.scale.detach().abs()
+            spec = PTQuantizerSpec(
+                num_bits=quantizer.num_bits,
+                mode=QuantizationScheme.ASYMMETRIC,
+                signedness_to_force=None,
+                narrow_range=False,
+                half_range=False,
+                scale_shape=tuple(high.shape),
+                logarithm_scale=False,
+            )
+            replacement = AsymmetricQuantizer(spec)
+            with torch.no_grad():
+                replacement.input_low.fill_(GELU_MINIMUM)
+                replacement.input_range.copy_(high - GELU_MINIMUM)
+            hooks[hook_id] = replacement
+            changed += 1
+    return changed
+
+
+def _input_rows(module: Any, value: Any) -> Any:
+    """A layer's input as the rows its weight multiplies (``rounding.layer_rows`` in torch):
+    (tokens, in) for a Linear, (positions, in_channels * kh * kw) patches for a Conv2d."""
+    import torch
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return value.reshape(-1, value.shape[-1])
+    patches = torch.nn.functional.unfold(value, module.kernel_size, stride=module.stride, padding=module.padding)
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+
+def seed_gptq_codes(student: Any, fp32: Any, images: Any, damping: float = DAMPING) -> int:
+    """Sets each roundable weight of the NNCF-quantized ``student`` so that its quantizer rounds
+    it to GPTQ's codes (``rounding.gptq_codes``) rather than to the nearest level: distillation
+    then refines the post-training recipe's weights instead of restarting from nearest rounding.
+    Grams come from the layer inputs of the FP32 encoder ``fp32`` (same module names) on
+    ``images`` (N, 3, S, S). Returns the number of weights seeded."""
+    import torch
+
+    quantizers = weight_quantizers(student)
+    modules = dict(fp32.named_modules())
+    grams: dict[str, Any] = {}
+
+    def collect(name: str) -> Callable[..., None]:
+        def hook(module: Any, inputs: tuple, _: Any) -> None:
+            rows = _input_rows(module, inputs[0].detach())
+            rows = rows[:: -(-len(rows) // MAX_ROWS)].float()
+            grams[name] = grams[name] + rows.T @ rows if name in grams else rows.T @ rows
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(collect(name)) for name in quantizers]
+    with torch.no_grad():
+        for i in range(len(images)):
+            fp32(images[i : i + 1])
+    for handle in handles:
+        handle.remove()
+    student_modules = dict(student.named_modules())
+    with torch.no_grad():
+        for name, quantizer in quantizers.items():
+            weight = student_modules[name].weight
+            rows = weight.detach().reshape(weight.shape[0], -1).double().numpy()
+            step = (quantizer.scale.detach().abs().double() / quantizer.level_high).reshape(-1).numpy()
+            step = np.broadcast_to(step, (rows.shape[0],))
+            codes = gptq_codes(
+                rows, grams[name].double().numpy(), step, quantizer.level_low, quantizer.level_high, damping
+            )
+            weight.copy_(torch.from_numpy(codes * step[:, None]).reshape(weight.shape).to(weight.dtype))
+    return len(quantizers)
+
+
 def distill(
     checkpoint: Path,
     calib: CalibrationSet,
@@ -145,7 +274,7 @@ def distill(
 
     from ..checkpoints import load_checkpoint
     from ..export.activations import traceable_activations
-    from .openvino import needs_overflow_fix
+    from .openvino import GRAM_SLICES, needs_overflow_fix
 
     nncf.set_log_level(logging.WARNING)
     torch.manual_seed(options.seed)
@@ -154,6 +283,8 @@ def distill(
     loaded = load_checkpoint(checkpoint)
     teacher = loaded.model.eval()
     student = load_checkpoint(checkpoint).model.image_encoder.eval()
+    for model in (teacher, student):  # same module names in both: GPTQ reads the teacher's layer inputs
+        expose_weights(model)
     images = torch.from_numpy(calib.train_images)
     dataset = nncf.Dataset([images[i : i + 1] for i in range(len(images))])
     ignored = float_modules(student, spec, kept_float)
@@ -171,8 +302,12 @@ def distill(
         subset_size=len(images),
         ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(student, ignored), validate=True),
         advanced_parameters=advanced,
-    ).to(device)
-    teacher = teacher.to(device)
+    )
+    picked = np.unique(np.linspace(0, len(images) - 1, min(GRAM_SLICES, len(images))).round().astype(int))
+    gelu = start_gelu_ranges_at_minimum(student)
+    seeded = seed_gptq_codes(student, teacher.image_encoder, images[picked])
+    note(f"qat: {gelu} GELU ranges start at its minimum; {seeded} weights start from GPTQ's codes")
+    student, teacher = student.to(device), teacher.to(device)
     for p in teacher.parameters():
         p.requires_grad_(False)
     train_boxes = torch.from_numpy(calib.boxes[~calib.validation])
@@ -221,5 +356,6 @@ def distill(
         "loss_first": round(losses[0], 6) if losses else None,
         "loss_last10": round(float(np.mean(losses[-10:])), 6) if losses else None,
         "float_modules": len(ignored),
+        "gptq_seeded_weights": seeded,
     }
     return converted, record

@@ -235,6 +235,24 @@ class Attention(nn.Module):
         biases = self.qkv.bias.view(self.num_heads, 3, self.key_dim).unbind(1)
         return [w.reshape(-1, dim) for w in weights], [b.reshape(-1) for b in biases]
 
+    def expose_weights(self) -> None:
+        """Replaces the packed ``qkv`` by three Linear modules ``q``, ``k`` and ``v`` with its
+        q, k and v parts (same outputs). Cut from ``qkv`` at run time, their weights are computed
+        tensors, which NNCF's torch backend leaves in float (it quantizes parameters a module
+        uses as they are); quantization-aware training needs them as parameters."""
+        for name, weight, bias in zip("qkv", *self._split_qkv(), strict=True):
+            linear = nn.Linear(weight.shape[1], weight.shape[0])
+            linear.weight = nn.Parameter(weight.detach().clone())
+            linear.bias = nn.Parameter(bias.detach().clone())
+            setattr(self, name, linear)
+        del self.qkv
+
+    def _project(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(T, dim) tokens -> their q, k and v, each (T, num_heads * key_dim)."""
+        if "qkv" not in self._modules:
+            return [self.q(x), self.k(x), self.v(x)]
+        return [F.linear(x, weight, bias) for weight, bias in zip(*self._split_qkv(), strict=True)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, N, dim)."""
         b, n, _ = x.shape
@@ -245,10 +263,7 @@ class Attention(nn.Module):
         # merged them into one and split the output, with the bias adds left apart
         # (about 40 ms of split and adds)
         x = self.norm(x).reshape(b * n, -1)
-        q, k, v = (
-            F.linear(x, weight, bias).view(b, n, self.num_heads, self.key_dim).transpose(1, 2)
-            for weight, bias in zip(*self._split_qkv(), strict=True)
-        )
+        q, k, v = (t.view(b, n, self.num_heads, self.key_dim).transpose(1, 2) for t in self._project(x))
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (num_heads, N, N)
         attn = (q @ k.transpose(-2, -1)) * self.scale + bias
         attn = attn.softmax(dim=-1)

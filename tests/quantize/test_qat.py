@@ -8,7 +8,15 @@ import re
 import pytest
 import torch
 
-from msam_export.quantize.qat import expose_list_items, float_modules, ignored_patterns, nncf_path
+from msam_export.quantize.qat import (
+    expose_list_items,
+    float_modules,
+    ignored_patterns,
+    nncf_path,
+    seed_gptq_codes,
+    start_gelu_ranges_at_minimum,
+    weight_quantizers,
+)
 from msam_export.zoo import get_spec
 
 
@@ -74,3 +82,99 @@ def test_hand_written_layer_norms_stay_float():
     assert {"neck.1", "neck.3"} <= set(float_modules(encoder, spec, []))
     assert "layers.1.blocks.0.attn.qkv" not in float_modules(encoder, spec, [])
     assert "layers.1.blocks.0.attn.qkv" in float_modules(encoder, spec, ["layers.1/blocks.0/attn"])
+
+
+class AttentionAndMlp(torch.nn.Module):
+    """A TinyViT attention and a GELU MLP: every kind of layer the torch recipe quantizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from msam_export.zoo.tinyvit import Attention
+
+        self.attn = Attention(32, 8, 4, (4, 4))
+        self.fc1 = torch.nn.Linear(32, 64)
+        self.act = torch.nn.GELU()
+        self.fc2 = torch.nn.Linear(64, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.fc2(self.act(self.fc1(x)))
+
+
+@pytest.fixture(scope="module")
+def tiny_quantized() -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    """(NNCF-quantized copy, FP32 model, calibration inputs) of ``AttentionAndMlp``."""
+    import copy
+
+    import nncf
+
+    torch.manual_seed(0)
+    fp32 = AttentionAndMlp().eval()
+    fp32.attn.expose_weights()
+    inputs = torch.randn(8, 16, 32)
+    quantized = nncf.quantize(
+        copy.deepcopy(fp32),
+        nncf.Dataset([inputs[i : i + 1] for i in range(len(inputs))]),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(inputs),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(disable_bias_correction=True),
+    )
+    return quantized, fp32, inputs
+
+
+def test_every_linear_weight_has_its_quantizer_found(tiny_quantized):
+    quantized, _, _ = tiny_quantized
+    assert set(weight_quantizers(quantized)) == {"attn.q", "attn.k", "attn.v", "attn.proj", "fc1", "fc2"}
+
+
+def test_gelu_quantizers_start_at_gelus_minimum(tiny_quantized):
+    import copy
+
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    from msam_export.quantize.graph import GELU_MINIMUM
+
+    quantized, _, inputs = tiny_quantized
+    model = copy.deepcopy(quantized)
+    assert start_gelu_ranges_at_minimum(model) == 1
+    (gelu,) = [
+        q for key, hooks in get_hook_storage(model).post_hooks.items() if "/gelu/" in key for q in hooks.values()
+    ]
+    assert float(gelu.input_low.detach()) == pytest.approx(GELU_MINIMUM)
+    with torch.no_grad():
+        assert torch.allclose(model(inputs[:1]), quantized(inputs[:1]), atol=0.1)  # the same ranges, a finer step
+
+
+def test_seeded_weights_are_gptq_codes_with_a_lower_output_error(tiny_quantized):
+    """Each seeded weight lies on its quantizer's grid (in range), and its output error on the
+    calibration inputs is at most nearest rounding's."""
+    import copy
+
+    quantized, fp32, inputs = tiny_quantized
+    model = copy.deepcopy(quantized)
+    assert seed_gptq_codes(model, fp32, inputs) == 6
+    inputs_of: dict[str, torch.Tensor] = {}
+    modules = dict(fp32.named_modules())
+
+    def keep_input(name: str):
+        def hook(module, args, output) -> None:
+            inputs_of[name] = args[0]
+
+        return hook
+
+    hooks = [modules[name].register_forward_hook(keep_input(name)) for name in weight_quantizers(model)]
+    with torch.no_grad():
+        fp32(inputs)
+    for hook in hooks:
+        hook.remove()
+    seeded = dict(model.named_modules())
+    for name, quantizer in weight_quantizers(model).items():
+        step = quantizer.scale.detach().abs() / quantizer.level_high
+        codes = seeded[name].weight.detach() / step
+        assert torch.allclose(codes, codes.round(), atol=1e-4)
+        assert quantizer.level_low <= codes.round().min() and codes.round().max() <= quantizer.level_high
+        weight = modules[name].weight.detach()
+        x = inputs_of[name].reshape(-1, weight.shape[1])
+        nearest = (weight / step).round().clamp(quantizer.level_low, quantizer.level_high) * step
+        gptq_error = ((weight - codes.round() * step) @ x.T).pow(2).sum()
+        assert gptq_error <= ((weight - nearest) @ x.T).pow(2).sum() * 1.0001

@@ -54,11 +54,15 @@ def test_the_fixtures_cover_2d_and_3d():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["pytorch", "onnxruntime", "openvino"])
 def test_segment_reproduces_the_official_outputs(models, backend):
+    """The exported backends, which users deploy, on every case; PyTorch eager (the slowest, and
+    held to them at 1e-4 by the export parity checks) on the carried 2D and 3D cases."""
     opened = models[backend]
     predictor = Predictor(opened.backend, opened.spec)
     assert str(predictor.propagation) == "margin:3"
+    carried = {p.name for p in (FIXTURES / "litemedsam-official").glob("*.npz")}
+    cases = {name: case for name, case in CASES.items() if backend != "pytorch" or name in carried}
     mean, worst = {}, {}
-    for name, (inputs, segs) in CASES.items():
+    for name, (inputs, segs) in cases.items():
         official = np.load(segs)["segs"]
         ours = predictor.segment(load_case(inputs)).segs
         assert ours.shape == official.shape, name

@@ -75,3 +75,20 @@ def test_attention_bias_indices_follow_first_seen_offset_order(
             idxs.append(offsets.setdefault(offset, len(offsets)))
     expected = torch.tensor(idxs).view(len(points), len(points))
     assert torch.equal(attention_bias_indices(*size), expected)
+
+
+def test_exposed_attention_weights_give_the_same_outputs():
+    """``expose_weights`` turns the packed qkv into q, k and v Linear modules: same outputs."""
+    from msam_export.zoo.tinyvit import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, 16, 4, (7, 7)).eval()
+    torch.nn.init.normal_(attention.attention_biases)
+    x = torch.randn(2, 49, 64)
+    with torch.no_grad():
+        before = attention(x)
+        attention.expose_weights()
+        after = attention(x)
+    assert torch.equal(before, after)
+    assert {"q", "k", "v"} <= set(dict(attention.named_children())) and not hasattr(attention, "qkv")
+    assert attention.q.weight.shape == (64, 64)
