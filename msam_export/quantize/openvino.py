@@ -26,8 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..artifact import Artifact, files_of, graph_file, new_record, open_artifact, write_record
 from ..calibrate import CalibrationSet, load_calibration
 from ..errors import MsamError, ParityError
@@ -41,7 +39,7 @@ from ..zoo import ModelSpec, get_spec
 from .graph import QUANTIZABLE, module_path, start_gelu_ranges_at_minimum, store_constants_as_fp16
 from .qat import QatOptions
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
-from .rounding import Rounding, round_weights
+from .rounding import Rounding, gram_slices, round_weights
 from .validation import DriftMeter, calibration_record
 
 
@@ -95,9 +93,6 @@ def needs_overflow_fix(target: str) -> bool:
     return not needs_vnni(target)
 
 
-GRAM_SLICES = 64  # calibration slices GPTQ reads layer inputs from (spread over the file)
-
-
 def quantize_encoder(
     model: Any, calib: CalibrationSet, ignored: list[str], target: str, **changes: Any
 ) -> tuple[Any, Rounding]:
@@ -132,8 +127,7 @@ def quantize_encoder(
     start_gelu_ranges_at_minimum(quantized)
     if rounding == "nearest":
         return quantized, Rounding(method="nearest")
-    picked = np.unique(np.linspace(0, len(images) - 1, min(GRAM_SLICES, len(images))).round().astype(int))
-    return quantized, round_weights(quantized, model, images[picked])
+    return quantized, round_weights(quantized, model, images[gram_slices(len(images))])
 
 
 def compress_decoder(model: Any) -> Any:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..calibrate import CalibrationSet
 from ..zoo import ModelSpec
-from .rounding import DAMPING, MAX_ROWS, gptq_codes
+from .rounding import DAMPING, gptq_codes, gram_slices, strided_rows
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ def seed_gptq_codes(student: Any, fp32: Any, images: Any, damping: float = DAMPI
     def collect(name: str) -> Callable[..., None]:
         def hook(module: Any, inputs: tuple, _: Any) -> None:
             rows = _input_rows(module, inputs[0].detach())
-            rows = rows[:: -(-len(rows) // MAX_ROWS)].float()
+            rows = strided_rows(rows).float()
             grams[name] = grams[name] + rows.T @ rows if name in grams else rows.T @ rows
 
         return hook
@@ -274,7 +274,7 @@ def distill(
 
     from ..checkpoints import load_checkpoint
     from ..export.activations import traceable_activations
-    from .openvino import GRAM_SLICES, needs_overflow_fix
+    from .openvino import needs_overflow_fix
 
     nncf.set_log_level(logging.WARNING)
     torch.manual_seed(options.seed)
@@ -303,9 +303,8 @@ def distill(
         ignored_scope=nncf.IgnoredScope(patterns=ignored_patterns(student, ignored), validate=True),
         advanced_parameters=advanced,
     )
-    picked = np.unique(np.linspace(0, len(images) - 1, min(GRAM_SLICES, len(images))).round().astype(int))
     gelu = start_gelu_ranges_at_minimum(student)
-    seeded = seed_gptq_codes(student, teacher.image_encoder, images[picked])
+    seeded = seed_gptq_codes(student, teacher.image_encoder, images[gram_slices(len(images))])
     note(f"qat: {gelu} GELU ranges start at its minimum; {seeded} weights start from GPTQ's codes")
     student, teacher = student.to(device), teacher.to(device)
     for p in teacher.parameters():

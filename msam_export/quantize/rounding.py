@@ -26,6 +26,18 @@ from .graph import is_weight, quantized_ops, weight_value
 DAMPING = 0.01  # added to H's diagonal, as a share of its mean: keeps H invertible
 BLOCK = 128  # columns rounded between two matrix updates of the rest
 MAX_ROWS = 4096  # rows of X one slice adds to a layer's H (tokens or positions, evenly strided)
+GRAM_SLICES = 64  # calibration slices GPTQ reads layer inputs from (spread over the file)
+
+
+def gram_slices(count: int) -> np.ndarray:
+    """Indices of the (at most ``GRAM_SLICES``) slices, of ``count``, whose layer inputs make H:
+    evenly spread over the calibration file."""
+    return np.unique(np.linspace(0, count - 1, min(GRAM_SLICES, count)).round().astype(int))
+
+
+def strided_rows(rows: Any) -> Any:
+    """At most ``MAX_ROWS`` of a slice's layer-input rows (numpy or torch), evenly strided."""
+    return rows[:: -(-len(rows) // MAX_ROWS)]
 
 
 @dataclass
@@ -143,7 +155,7 @@ def input_grams(original: Any, names: list[str], images: np.ndarray) -> dict[str
         values = compiled(images[i : i + 1])
         for j, (key, op) in enumerate(readers.items()):
             rows = layer_rows(op, values[first + j])
-            rows = rows[:: -(-len(rows) // MAX_ROWS)].astype(np.float32)
+            rows = strided_rows(rows).astype(np.float32)
             gram = rows.T @ rows
             grams[key] = grams[key] + gram if key in grams else gram
     return {n: grams[key].astype(np.float64) for n, key in keys.items()}
