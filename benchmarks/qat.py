@@ -25,6 +25,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="QAT optimizer steps (one slice each)")
     parser.add_argument("--seconds", type=float, default=900.0, help="QAT time limit")
     parser.add_argument("--lr", type=float, default=QatOptions.learning_rate, help="QAT learning rate")
+    parser.add_argument(
+        "--eval-every", type=int, default=QatOptions.eval_every, help="score the student every N steps, keep the best"
+    )
     parser.add_argument("--n", type=int, default=40, help="calibration slices")
     parser.add_argument("--work", type=Path, default=None, help="keep the artifacts here [default: a temp dir]")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/qat-litemedsam.md"))
@@ -36,7 +39,9 @@ def main() -> None:
     mx.calibrate(mx.SAMPLES, calib, model=checkpoint, n=args.n, val_fraction=0.25)
     runs: dict = {}
     failed: dict[str, tuple[str, float]] = {}
-    distillation = QatOptions(steps=args.steps, max_seconds=args.seconds, learning_rate=args.lr)
+    distillation = QatOptions(
+        steps=args.steps, max_seconds=args.seconds, learning_rate=args.lr, eval_every=args.eval_every
+    )
     for name, qat in (("PTQ", None), ("PTQ + QAT", distillation)):
         start = time.perf_counter()
         out = work / name.replace(" ", "").replace("+", "-").lower()
@@ -64,7 +69,8 @@ def main() -> None:
         steps = "- | - | - | -"
         if qat:
             loss = f"{qat['loss_first']:.5f} -> {qat['loss_last10']:.5f}" if qat["steps"] else "-"
-            kept = f"{qat['agreement_before']:.4f} -> {qat['agreement_after']:.4f} ({qat['kept']})"
+            best = f"best of steps {', '.join(str(step) for step, _ in qat['scores'])}: {qat['best_step']}"
+            kept = f"{qat['agreement_before']:.4f} -> {qat['agreement_after']:.4f} ({best}; {qat['kept']})"
             steps = f"{qat['steps']} | {qat['seconds'] / 60:.1f} | {loss} | {kept}"
         by_case = " | ".join(f"{q['drift']['agreement_by_case'][c]:.4f}" for c in cases)
         lines.append(f"| {name} | {seconds / 60:.1f} | {steps} | {q['drift']['agreement_dsc']:.4f} | {by_case} |")

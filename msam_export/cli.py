@@ -396,8 +396,16 @@ def openvino_cmd(
             "kept only when it agrees better with FP32 than PTQ alone.",
         ),
     ] = False,
-    qat_steps: Annotated[int, typer.Option("--qat-steps", help="INT8 --qat: optimizer steps.")] = 300,
+    qat_steps: Annotated[int, typer.Option("--qat-steps", help="INT8 --qat: optimizer steps.")] = 100,
     qat_seconds: Annotated[float, typer.Option("--qat-seconds", help="INT8 --qat: time limit in seconds.")] = 1800.0,
+    qat_eval_every: Annotated[
+        int,
+        typer.Option(
+            "--qat-eval-every",
+            help="INT8 --qat: score the student on the validation cases every N steps, from step 0, and keep "
+            "the best (0: at the end only).",
+        ),
+    ] = 20,
     seed: Annotated[int, typer.Option("--seed", help="INT8 --qat: random seed (deterministic for it).")] = 0,
     prompts: Annotated[
         str | None,
@@ -436,7 +444,9 @@ def openvino_cmd(
             max_drift=max_drift,
             target=target,
             budget=Budget(max_float_modules=max_float_modules, max_seconds=budget_seconds),
-            qat=QatOptions(steps=qat_steps, max_seconds=qat_seconds, seed=seed) if qat else None,
+            qat=QatOptions(steps=qat_steps, max_seconds=qat_seconds, seed=seed, eval_every=qat_eval_every)
+            if qat
+            else None,
             prompts=prompts,
             threads=threads,
             variant=variant,

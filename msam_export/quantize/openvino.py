@@ -250,17 +250,17 @@ def quantize_openvino(
             from .qat import distill
 
             with steps.step("qat", f"quantization-aware distillation, {qat.steps} steps"):
-                trained, qat_record = distill(
+                trained, after, qat_record = distill(
                     _source_checkpoint(fp32),
                     calib,
                     spec,
                     qat,
                     target=target,
                     kept_float=[k["module"] for k in restoration.kept_float],
+                    measure=lambda model: meter.measure(compile_models(model)),
                     note=steps.note,
                 )
             # the distilled encoder replaces the post-training one only when it agrees better
-            after = meter.measure(compile_models(trained))
             kept = after.agreement > final.agreement
             qat_record |= {
                 "agreement_before": round(final.agreement, 6),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from msam_export.quantize.qat import (
+    evaluation_steps,
     expose_list_items,
     float_modules,
     ignored_patterns,
@@ -178,3 +179,11 @@ def test_seeded_weights_are_gptq_codes_with_a_lower_output_error(tiny_quantized)
         nearest = (weight / step).round().clamp(quantizer.level_low, quantizer.level_high) * step
         gptq_error = ((weight - codes.round() * step) @ x.T).pow(2).sum()
         assert gptq_error <= ((weight - nearest) @ x.T).pow(2).sum() * 1.0001
+
+
+@pytest.mark.parametrize(
+    ("steps", "every", "expected"),
+    [(100, 25, [0, 25, 50, 75, 100]), (10, 4, [0, 4, 8, 10]), (2, 2, [0, 2]), (10, 0, [10]), (3, 10, [0, 3])],
+)
+def test_the_student_is_scored_from_step_0_and_at_the_end(steps, every, expected):
+    assert evaluation_steps(steps, every) == expected

@@ -162,8 +162,9 @@ def _fed_by_fake_quantize(op) -> bool:
 
 @pytest.mark.slow
 def test_qat_keeps_the_float_scope_and_the_encoder_that_agrees_better(litemedsam_exports, calib, tmp_path):
-    """A few steps of quantization-aware distillation. Its encoder replaces the post-training one
-    only when it agrees better with FP32; either way the IR has INT8 (FakeQuantize) inputs on the
+    """Two steps of quantization-aware distillation, scored at steps 0 and 2. The better-scoring
+    student replaces the post-training encoder only when it agrees better with FP32; either way
+    the IR has INT8 (FakeQuantize) inputs on the
     attention/MLP layers, none on the convolutions the spec keeps in float (all but the neck's:
     stem, first stage, patch merging, depthwise), and finite embeddings."""
     import openvino as ov
@@ -171,10 +172,17 @@ def test_qat_keeps_the_float_scope_and_the_encoder_that_agrees_better(litemedsam
     from msam_export.quantize import QatOptions
 
     artifact = quantize_openvino(
-        litemedsam_exports["openvino"], tmp_path / "qat", calibration=calib, max_drift=0.1, qat=QatOptions(steps=4)
+        litemedsam_exports["openvino"],
+        tmp_path / "qat",
+        calibration=calib,
+        max_drift=0.1,
+        qat=QatOptions(steps=2, eval_every=2),
     )
     q = artifact.record["quantization"]
-    assert q["qat"]["steps"] == 4 and q["qat"]["device"] == "cpu" and np.isfinite(q["qat"]["loss_last10"])
+    assert q["qat"]["steps"] == 2 and q["qat"]["device"] == "cpu" and np.isfinite(q["qat"]["loss_last10"])
+    scores = dict(q["qat"]["scores"])
+    assert list(scores) == [0, 2] and q["qat"]["agreement_after"] == max(scores.values())
+    assert scores[q["qat"]["best_step"]] == max(scores.values())
     assert q["qat"]["float_modules"] > 0 and q["drift"]["agreement_dsc"] >= 0.9
     if not q["accuracy_control"]["kept_float"]:  # the torch side starts from the layers PTQ rounded with GPTQ
         assert q["qat"]["gptq_seeded_weights"] == q["weight_rounding"]["layers"]

@@ -18,14 +18,25 @@ from msam_export.runtime import open_model
 from msam_export.runtime.segment import segment
 
 FORBIDDEN = ("torch", "onnx", "nncf", "scipy")
+CASES = ("2DBox_US_HC18-000.npz", "3DBox_CT_MSDSpleen-spleen2.npz")  # a 2D case and a propagated 3D case
 
 
 @pytest.fixture(scope="module")
-def expected(litemedsam_exports, tmp_path_factory):
-    """segs of every bundled case from the full install (in this process)."""
+def inputs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    for name in CASES:
+        shutil.copy(SAMPLES / "imgs" / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expected(litemedsam_exports, inputs, tmp_path_factory):
+    """segs of the input cases from the full install (in this process)."""
     out = tmp_path_factory.mktemp("full")
-    segment(open_model(litemedsam_exports["openvino"], cache_dir=None), SAMPLES / "imgs", out)
-    return {p.name: np.load(out / p.name)["segs"] for p in list_cases(SAMPLES / "imgs")}
+    segment(open_model(litemedsam_exports["openvino"], cache_dir=None), inputs, out)
+    found = {p.name: np.load(out / p.name)["segs"] for p in list_cases(inputs)}
+    assert sorted(found) == sorted(CASES)
+    return found
 
 
 def assert_same_segs(out: Path, expected: dict[str, np.ndarray]) -> None:
@@ -34,7 +45,7 @@ def assert_same_segs(out: Path, expected: dict[str, np.ndarray]) -> None:
 
 
 @pytest.mark.slow
-def test_segment_runs_with_torch_unimportable(litemedsam_exports, expected, tmp_path):
+def test_segment_runs_with_torch_unimportable(litemedsam_exports, inputs, expected, tmp_path):
     code = (
         "import sys\n"
         "for name in {!r}: sys.modules[name] = None  # any import of them now fails\n"
@@ -44,7 +55,7 @@ def test_segment_runs_with_torch_unimportable(litemedsam_exports, expected, tmp_
     ).format(
         FORBIDDEN,
         str(litemedsam_exports["openvino"]),
-        str(SAMPLES / "imgs"),
+        str(inputs),
         str(tmp_path / "out"),
         str(tmp_path / "c"),
     )
@@ -79,7 +90,7 @@ def site_packages_mb(python: Path) -> float:
 
 
 @pytest.mark.slow
-def test_a_fresh_runtime_install_segments_like_the_full_one(litemedsam_exports, expected, tmp_path):
+def test_a_fresh_runtime_install_segments_like_the_full_one(litemedsam_exports, inputs, expected, tmp_path):
     python = venv(tmp_path / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
     listed = subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True, check=True).stdout
@@ -89,7 +100,7 @@ def test_a_fresh_runtime_install_segments_like_the_full_one(litemedsam_exports, 
     cli = tmp_path / "venv" / "bin" / "msam-export"
     out = tmp_path / "out"
     run = subprocess.run(
-        [str(cli), "segment", str(litemedsam_exports["openvino"]), str(SAMPLES / "imgs"), str(out)],
+        [str(cli), "segment", str(litemedsam_exports["openvino"]), str(inputs), str(out)],
         capture_output=True,
         text=True,
         env=os.environ | {"MSAM_CACHE_DIR": str(tmp_path / "cache")},
@@ -106,7 +117,7 @@ def test_a_fresh_runtime_install_segments_like_the_full_one(litemedsam_exports, 
 
 
 @pytest.mark.slow
-def test_package_runs_predict_sh_in_its_own_venv(litemedsam_exports, expected, tmp_path):
+def test_package_runs_predict_sh_in_its_own_venv(litemedsam_exports, inputs, expected, tmp_path):
     from msam_export.package import package
 
     folder = package(litemedsam_exports["openvino"], tmp_path / "deploy")
@@ -119,8 +130,6 @@ def test_package_runs_predict_sh_in_its_own_venv(litemedsam_exports, expected, t
     ]  # fmt: skip
     python = venv(tmp_path / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(folder / "requirements.txt")], check=True)
-    inputs = tmp_path / "inputs"
-    shutil.copytree(SAMPLES / "imgs", inputs)
     run = subprocess.run(
         ["bash", str(folder / "predict.sh"), str(inputs), str(tmp_path / "outputs")],
         capture_output=True,
