@@ -10,9 +10,9 @@ weights and quantizer ranges against the FP32 model on the calibration file's tr
 the loss is the image embeddings' mean squared error plus the FP32 mask decoder's low-res mask
 logits on the slice's boxes (the decoder is frozen; gradients flow through it into the
 encoder). On a CUDA GPU when torch sees one, else the CPU; deterministic for a seed on the CPU.
-Every ``eval_every`` steps, from step 0, the student is converted to an OpenVINO IR with INT8
-kernels (``ov.convert_model``) and measured like any candidate on the validation cases; the best
-of these is returned, so distillation never ends below where it started.
+Every ``eval_every`` steps, from step 0, and after the last, the student is converted to an
+OpenVINO IR with INT8 kernels (``ov.convert_model``) and measured like any candidate on the
+validation cases; the best of these is returned, so distillation never ends below its start.
 """
 
 from __future__ import annotations
@@ -384,7 +384,6 @@ def distill(
             note(f"qat step {step + 1}/{options.steps}: loss {np.mean(losses[-10:]):.5f}, ETA {eta:.0f} s")
     if not scores or scores[-1][0] != len(losses):
         score(len(losses))
-    student.cpu()
     assert best is not None
     best_step, converted, drift = best
     record = {

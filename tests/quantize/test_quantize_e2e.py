@@ -164,9 +164,9 @@ def _fed_by_fake_quantize(op) -> bool:
 def test_qat_keeps_the_float_scope_and_the_encoder_that_agrees_better(litemedsam_exports, calib, tmp_path):
     """Two steps of quantization-aware distillation, scored at steps 0 and 2. The better-scoring
     student replaces the post-training encoder only when it agrees better with FP32; either way
-    the IR has INT8 (FakeQuantize) inputs on the
-    attention/MLP layers, none on the convolutions the spec keeps in float (all but the neck's:
-    stem, first stage, patch merging, depthwise), and finite embeddings."""
+    the IR has INT8 (FakeQuantize) inputs on the attention/MLP layers, none on the convolutions
+    the spec keeps in float (all but the neck's: stem, first stage, patch merging, depthwise),
+    and finite embeddings."""
     import openvino as ov
 
     from msam_export.quantize import QatOptions
