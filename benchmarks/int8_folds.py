@@ -2,7 +2,7 @@
 verify on the other, and swap, so every case is verified by an artifact that never saw it. The
 in-sample figures (verified on the fold it was calibrated on) are printed beside them.
 
-    python benchmarks/int8_folds.py --data ../shared/data --out /tmp/folds [--target auto] [--qat]
+    python benchmarks/int8_folds.py --data ../shared/data --out /tmp/folds [--target auto] [--qat] [--seeds 0 1 2]
 
 Prints markdown tables (per modality, per 2D case) and writes them to --report.
 """
@@ -15,6 +15,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,44 +94,77 @@ def size_table(rows: list[dict], title: str) -> list[str]:
     return [*lines, "", "Agreement DSC of the boxes in each band of reference mask area; boxes in brackets.", ""]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--report", type=Path, default=Path("benchmarks/results/int8-litemedsam-folds.md"))
-    parser.add_argument("--target", default="auto")
-    parser.add_argument("--n", type=int, default=200, help="training slices per fold")
-    parser.add_argument("--max-drift", type=float, default=DEFAULT_MAX_DRIFT, help="quantize_openvino's drift limit")
-    parser.add_argument("--qat", action="store_true")
-    parser.add_argument("--qat-steps", type=int, default=100)
-    args = parser.parse_args()
-    imgs, gts = data_dirs(args.data)
-    cases = list_cases(imgs)
+def seeds_table(runs: dict[int, list[dict]]) -> list[str]:
+    """Per modality, out of sample: agreement and DSC change (INT8 minus FP32, points) for each seed."""
+    seeds = sorted(runs)
+    groups: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for seed, rows in runs.items():
+        for row in rows:
+            for name in (row["modality"], f"all {row['dims']}", "overall"):
+                groups[name][seed].append(row)
+    lines = [
+        "### Across calibration seeds, out of sample",
+        "",
+        "| group | agreement per seed | DSC change per seed (points) | DSC change mean +- sd |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(groups, key=lambda n: (n.startswith("all") or n == "overall", n)):
+        per_seed = groups[name]
+        agreement = [mean(r["agreement_dsc"] for r in per_seed[s]) for s in seeds]
+        change = [
+            100 * (mean(r["candidate"]["dsc"] for r in per_seed[s]) - mean(r["reference"]["dsc"] for r in per_seed[s]))
+            for s in seeds
+        ]
+        lines.append(
+            f"| {name} | {' / '.join(f'{a:.4f}' for a in agreement)} | {' / '.join(f'{c:+.2f}' for c in change)} | "
+            f"{np.mean(change):+.2f} +- {np.std(change, ddof=1) if len(change) > 1 else 0.0:.2f} |"
+        )
+    return [*lines, "", f"Seeds {', '.join(map(str, seeds))} of `calibrate` (which slices, in which order).", ""]
+
+
+Rows = list[dict]
+
+
+def run_folds(
+    args: argparse.Namespace,
+    cases: list[Path],
+    gts: Path,
+    seed: int,
+    out: Path,
+    fp32: Path,
+    reference: Any,
+    shared: dict,
+) -> tuple[Rows, Rows, list[str]]:
+    """Both folds for one calibration seed: (out-of-sample rows, in-sample rows, notes).
+    ``reference`` (the PyTorch FP32 model) and its per-case cache ``shared`` serve every seed."""
     checkpoint = mx.default_checkpoint_path()
-    args.out.mkdir(parents=True, exist_ok=True)
-    fp32 = args.out / "openvino"
-    if not fp32.is_dir():
-        mx.export_openvino(checkpoint, fp32)
-    reference = mx.open_model(checkpoint)
-    shared: dict = {}
-    out_of_sample, in_sample, notes = [], [], []
+    out_of_sample: Rows = []
+    in_sample: Rows = []
+    notes: list[str] = []
     for k, (train, test) in enumerate((folds(cases), folds(cases)[::-1])):
-        train_dir = args.out / f"fold{k}-train"
-        test_dir = args.out / f"fold{k}-test"
+        train_dir = out / f"fold{k}-train"
+        test_dir = out / f"fold{k}-test"
         if not train_dir.is_dir():
             fold_dir(train_dir, train, gts)
             fold_dir(test_dir, test, gts)
-        calib = args.out / f"fold{k}-calib.npz"
-        int8 = args.out / f"fold{k}-int8"
+        calib = out / f"fold{k}-calib.npz"
+        int8 = out / f"fold{k}-int8"
         if (int8 / "export.json").is_file():  # a previous run's artifact: measure it again
             artifact = mx.open_artifact(int8)
         else:
-            result = mx.calibrate(train_dir, calib, model=checkpoint, n=args.n)
+            result = mx.calibrate(train_dir, calib, model=checkpoint, n=args.n, seed=seed)
             notes += [f"fold {k}: {w}" for w in result.warnings]
-            qat = QatOptions(steps=args.qat_steps) if args.qat else None
+            qat = QatOptions(steps=args.qat_steps, seed=seed) if args.qat else None
             try:
                 artifact = mx.quantize_openvino(
-                    fp32, int8, calibration=calib, target=args.target, max_drift=args.max_drift, qat=qat, overwrite=True
+                    fp32,
+                    int8,
+                    calibration=calib,
+                    target=args.target,
+                    max_drift=args.max_drift,
+                    max_modality_drift=args.max_modality_drift,
+                    qat=qat,
+                    overwrite=True,
                 )
             except ParityError as exc:
                 notes.append(f"fold {k}: not built: {exc}")
@@ -152,18 +186,54 @@ def main() -> None:
         for rows, data in ((out_of_sample, test_dir), (in_sample, train_dir)):
             report = mx.verify(model, data, reference=reference, html=False, reference_cache=shared).report
             rows += [r for r in report["cases"] if "error" not in r]
+    return out_of_sample, in_sample, notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--report", type=Path, default=Path("benchmarks/results/int8-litemedsam-folds.md"))
+    parser.add_argument("--target", default="auto")
+    parser.add_argument("--n", type=int, default=200, help="training slices per fold")
+    parser.add_argument("--max-drift", type=float, default=DEFAULT_MAX_DRIFT, help="quantize_openvino's drift limit")
+    parser.add_argument("--max-modality-drift", type=float, default=None, help="and for each modality's mean")
+    parser.add_argument("--qat", action="store_true")
+    parser.add_argument("--qat-steps", type=int, default=100)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="calibration seeds; the tables are the first one's"
+    )
+    args = parser.parse_args()
+    imgs, gts = data_dirs(args.data)
+    cases = list_cases(imgs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    fp32 = args.out / "openvino"
+    if not fp32.is_dir():
+        mx.export_openvino(mx.default_checkpoint_path(), fp32)
+    reference, shared = mx.open_model(mx.default_checkpoint_path()), {}
+    runs: dict[int, tuple[Rows, Rows, list[str]]] = {}
+    for seed in args.seeds:
+        out = args.out if seed == 0 else args.out / f"seed{seed}"  # a directory's artifacts are reused
+        runs[seed] = run_folds(args, cases, gts, seed, out, fp32, reference, shared)
+        print(f"seed {seed}: done", flush=True)
+    out_of_sample, in_sample, _ = runs[args.seeds[0]]
+    notes = [f"seed {seed}, {note}" if len(runs) > 1 else note for seed, run in runs.items() for note in run[2]]
     system = cpu_info()
+    seeds = f" --seeds {' '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else ""
+    floor = f" --max-modality-drift {args.max_modality_drift}" if args.max_modality_drift is not None else ""
     lines = [
         "# LiteMedSAM INT8: out of sample (two folds) and in sample",
         "",
         f"{time.strftime('%Y-%m-%d')}, {system['model']} ({system['usable_cpus']} cores, ISA: "
         f"{', '.join(k for k, v in system['isa'].items() if v)}), target {args.target}, real weights, "
-        f"`benchmarks/int8_folds.py --n {args.n} --max-drift {args.max_drift}{' --qat' if args.qat else ''}`, "
+        f"`benchmarks/int8_folds.py --n {args.n} --max-drift {args.max_drift}{floor}{' --qat' if args.qat else ''}"
+        f"{seeds}`, "
         f"data: {len(cases)} cases.",
         "",
         *table(out_of_sample, "Out of sample: each case verified by the artifact of the other fold"),
         *table(in_sample, "In sample: each case verified by the artifact calibrated on its own fold"),
         *size_table(out_of_sample, "2D agreement by object size, out of sample"),
+        *(seeds_table({seed: run[0] for seed, run in runs.items()}) if len(runs) > 1 else []),
         "### Per 2D case, out of sample",
         "",
         "| case | agreement | DSC FP32 -> INT8 |",
@@ -180,7 +250,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     args.report.write_text(text)
-    (args.out / "rows.json").write_text(json.dumps({"out": out_of_sample, "in": in_sample}, indent=1))
+    rows = {seed: {"out": run[0], "in": run[1]} for seed, run in runs.items()}
+    (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ the best of N rounds; ratios are the median (and 10th-90th percentile) of the ro
 ratios.
 
     python benchmarks/latency.py --onnx DIR --openvino DIR [--openvino-int8 DIR] [--openvino-int8-qat DIR]
-        [--openvino-full DIR] [--threads N]
+        [--openvino-int8-variant LABEL=DIR ...] [--openvino-full DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -124,6 +124,13 @@ def main() -> None:
     parser.add_argument("--openvino", type=Path)
     parser.add_argument("--openvino-int8", type=Path)
     parser.add_argument("--openvino-int8-qat", type=Path, help="an INT8 export made with --qat")
+    parser.add_argument(
+        "--openvino-int8-variant",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="another INT8 export, timed as 'OpenVINO INT8, LABEL' (repeatable)",
+    )
     parser.add_argument("--onnx-full", type=Path, help="an ONNX export with --prompts full")
     parser.add_argument("--openvino-full", type=Path, help="an OpenVINO export with --prompts full")
     parser.add_argument("--threads", type=int, default=None)
@@ -146,6 +153,9 @@ def main() -> None:
             runs.append(("OpenVINO INT8, BF16 elsewhere", args.openvino_int8, "bf16"))
     if args.openvino_int8_qat:
         runs.append(("OpenVINO INT8 + QAT", args.openvino_int8_qat, "f32"))
+    for variant in args.openvino_int8_variant:
+        label, _, path = variant.partition("=")
+        runs.append((f"OpenVINO INT8, {label}", Path(path), "f32"))
     prompts = {name: "box" for name, _, _ in runs}
     for label, path in (("ONNX Runtime FP32", args.onnx_full), ("OpenVINO FP32", args.openvino_full)):
         if path:

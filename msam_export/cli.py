@@ -66,6 +66,14 @@ MaxDriftOpt = Annotated[
         "(default: the gate's INT8 agreement limit).",
     ),
 ]
+MaxModalityDriftOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-modality-drift",
+        help="INT8: largest drop of any one modality's mean agreement on the validation cases; accuracy control "
+        "keeps modules in float until every modality meets it (slower encoder; default: only the mean counts).",
+    ),
+]
 TargetOpt = Annotated[
     str,
     typer.Option(
@@ -382,6 +390,7 @@ def openvino_cmd(
     ] = False,
     calib: CalibOpt = None,
     max_drift: MaxDriftOpt = DEFAULT_MAX_DRIFT,
+    max_modality_drift: MaxModalityDriftOpt = None,
     target: TargetOpt = "auto",
     max_float_modules: Annotated[
         int, typer.Option("--max-float-modules", help="INT8 accuracy control: modules it may keep in float.")
@@ -394,7 +403,7 @@ def openvino_cmd(
         typer.Option(
             "--qat",
             help="INT8: quantization-aware distillation after PTQ (CPU, or a CUDA GPU when torch sees one); "
-            "kept only when it agrees better with FP32 than PTQ alone.",
+            "kept only when it is nearer the drift limits than PTQ alone.",
         ),
     ] = False,
     qat_steps: Annotated[int, typer.Option("--qat-steps", help="INT8 --qat: optimizer steps.")] = 100,
@@ -443,6 +452,7 @@ def openvino_cmd(
             output or _default_out(path, "openvino-int8"),
             calibration=_needs_calib(calib),
             max_drift=max_drift,
+            max_modality_drift=max_modality_drift,
             target=target,
             budget=Budget(max_float_modules=max_float_modules, max_seconds=budget_seconds),
             qat=QatOptions(steps=qat_steps, max_seconds=qat_seconds, seed=seed, eval_every=qat_eval_every)
@@ -718,6 +728,7 @@ def publish_cmd(
     gts: GtsOpt = None,
     calib: CalibOpt = None,
     max_drift: MaxDriftOpt = DEFAULT_MAX_DRIFT,
+    max_modality_drift: MaxModalityDriftOpt = None,
     target: TargetOpt = "auto",
     repeats: Annotated[int, typer.Option("--repeats", help="From a checkpoint: verify runs per case.")] = 1,
     min_agreement: Annotated[float | None, typer.Option(help="Float artifacts: smallest mean agreement.")] = None,
@@ -766,6 +777,7 @@ def publish_cmd(
         calibration=calib,
         limits=limits,
         max_drift=max_drift,
+        max_modality_drift=max_modality_drift,
         target=target,
         repeats=repeats,
         threads=threads,

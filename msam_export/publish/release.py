@@ -32,6 +32,7 @@ class BuildContext:
     trust_pickle: bool = False
     calibration: Path | None = None
     max_drift: float = DEFAULT_MAX_DRIFT
+    max_modality_drift: float | None = None
     target: str = "auto"
     threads: int | None = None
     steps: Steps = field(default_factory=lambda: Steps(quiet=True))
@@ -67,6 +68,7 @@ def build_openvino_int8(ctx: BuildContext, out_dir: Path) -> None:
         out_dir,
         calibration=ctx.calibration,
         max_drift=ctx.max_drift,
+        max_modality_drift=ctx.max_modality_drift,
         target=ctx.target,
         threads=ctx.threads,
         variant=ctx.variant,
@@ -122,6 +124,7 @@ def publish(
     calibration: PathLike | None = None,
     limits: ReleaseLimits = DEFAULT_LIMITS,
     max_drift: float = DEFAULT_MAX_DRIFT,
+    max_modality_drift: float | None = None,
     target: str = "auto",
     repeats: int = 1,
     threads: int | None = None,
@@ -146,6 +149,8 @@ def publish(
     ``allow_failed`` (published, and the manifest says so) or ``withhold_failed`` (the others
     are published; the release says why it was withheld, and a format that could not be
     built within its drift limit is reported instead of stopping the run)."""
+    if not 0 <= max_drift < 1 or (max_modality_drift is not None and not 0 <= max_modality_drift < 1):
+        raise MsamError("--max-drift and --max-modality-drift must be in [0, 1)")
     output = Path(output)
     paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
     if len(paths) == 1 and paths[0].is_file():
@@ -181,6 +186,7 @@ def _from_checkpoint(checkpoint: Path, output: Path, options: dict[str, Any]) ->
         options["trust_pickle"],
         Path(options["calibration"]) if options["calibration"] else None,
         options["max_drift"],
+        options["max_modality_drift"],
         options["target"],
         options["threads"],
         steps,

@@ -40,7 +40,7 @@ from .graph import QUANTIZABLE, module_path, start_gelu_ranges_at_minimum, store
 from .qat import QatOptions
 from .restore import DEFAULT_BUDGET, Budget, Restoration, restore_accuracy
 from .rounding import Rounding, gram_slices, round_weights
-from .validation import DriftMeter, calibration_record
+from .validation import DriftMeter, Goal, calibration_record
 
 
 def float_scope(model: Any, spec: ModelSpec) -> dict[str, list[str]]:
@@ -174,6 +174,7 @@ def quantize_openvino(
     *,
     calibration: PathLike,
     max_drift: float = DEFAULT_MAX_DRIFT,
+    max_modality_drift: float | None = None,
     target: str = "auto",
     budget: Budget = DEFAULT_BUDGET,
     threads: int | None = None,
@@ -187,7 +188,9 @@ def quantize_openvino(
 ) -> Artifact:
     """Checkpoint, ONNX artifact or FP32 OpenVINO artifact -> INT8 OpenVINO artifact for the
     ``target`` CPU's arithmetic. ``prompts`` picks the decoder interface when the FP32 graphs are
-    made here (default "box"); the decoder's interface is kept as it is.
+    made here (default "box"); the decoder's interface is kept as it is. ``max_drift`` limits the
+    drop of the mean agreement with FP32 on the calibration file's validation cases;
+    ``max_modality_drift``, when given, that of each modality's mean as well.
 
     Raises ParityError (nothing written) when the drift limit is not met within the budget.
     """
@@ -199,6 +202,9 @@ def quantize_openvino(
         raise MsamError(f"{source}: no such file or directory")
     if not 0 <= max_drift < 1:
         raise MsamError("--max-drift must be in [0, 1)")
+    if max_modality_drift is not None and not 0 <= max_modality_drift < 1:
+        raise MsamError("--max-modality-drift must be in [0, 1)")
+    goal = Goal(max_drift, max_modality_drift)
     target = resolve_target(target)
     check_output_dir(output, overwrite)
     with tempfile.TemporaryDirectory(prefix="msam-int8-") as tmp:
@@ -228,23 +234,22 @@ def quantize_openvino(
             f"GPTQ weight rounding: {len(rounding.output_error)} layers, output error "
             f"{rounding.mean_output_error():.2f}x nearest rounding ({rounding.seconds:.0f} s)"
         )
-        goal = 1.0 - max_drift
         with steps.step("validate", "mask agreement vs FP32"):
             first = meter.measure(compile_models(quantized))
-        steps.note(f"INT8 agreement {first.agreement:.4f} (target {goal:.4f})")
+        steps.note(f"INT8 {goal.describe(first)}")
         restoration = Restoration(stopped_by="target met")
         final = first
-        if first.agreement < goal:
+        if not goal.met(first):
             limits = f"up to {budget.max_float_modules} modules, {budget.max_seconds:.0f} s"
             with steps.step("accuracy control", limits):
                 quantized, final, restoration = restore_accuracy(
                     quantized, original, meter, compile_models, goal, first, budget, steps.note
                 )
-        if final.agreement < goal:
+        if not goal.met(final):
             raise ParityError(
-                f"INT8 agreement {final.agreement:.4f} < {goal:.4f} (max drift {max_drift}) after accuracy control "
-                f"({restoration.stopped_by}); nothing written. Try --max-float-modules, --qat, a calibration with more "
-                "cases of the weakest modality, or --max-drift"
+                f"INT8 {goal.describe(final)} after accuracy control ({restoration.stopped_by}); nothing written. "
+                "Try --max-float-modules, --qat, a calibration with more cases of the weakest modality, or a larger "
+                + ("--max-drift / --max-modality-drift" if max_modality_drift is not None else "--max-drift")
             )
         if qat is not None:
             from .qat import distill
@@ -258,34 +263,29 @@ def quantize_openvino(
                     target=target,
                     kept_float=[k["module"] for k in restoration.kept_float],
                     measure=lambda model: meter.measure(compile_models(model)),
+                    rank=goal.rank,
                     note=steps.note,
                 )
-            # the distilled encoder replaces the post-training one only when it agrees better
-            kept = after.agreement > final.agreement
+            # the distilled encoder replaces the post-training one only when it is nearer the goal
+            kept = goal.rank(after) > goal.rank(final)
             qat_record |= {
                 "agreement_before": round(final.agreement, 6),
                 "agreement_after": round(after.agreement, 6),
                 "kept": "qat" if kept else "post-training",
             }
             verdict = "kept" if kept else "not better: the post-training encoder is kept"
-            steps.note(f"after QAT: agreement {after.agreement:.4f} against {final.agreement:.4f} ({verdict})")
+            steps.note(f"after QAT: {goal.describe(after)}, before: {goal.describe(final)} ({verdict})")
             if kept:
                 quantized, final = trained, after
-        decoder, decoder_mode, decoder_drift = fp32_decoder, "fp32", final
+        decoder, decoder_mode = fp32_decoder, "fp32"
         if compress_decoder_weights:
             with steps.step("decoder", "INT8 weight compression"):
                 compressed = compress_decoder(core.read_model(str(fp32.graph("decoder"))))
                 trial = meter.measure(compile_models(quantized), compile_models(None, compressed))
-            if trial.agreement >= goal:
-                decoder, decoder_mode, decoder_drift = compressed, "int8-weights", trial
+            if goal.met(trial):
+                decoder, decoder_mode = compressed, "int8-weights"
             else:
-                steps.note(f"decoder kept FP32: weight compression gave agreement {trial.agreement:.4f}")
-        if decoder_drift.agreement < goal:
-            raise ParityError(
-                f"INT8 agreement {decoder_drift.agreement:.4f} < {goal:.4f} (max drift {max_drift}) after "
-                f"accuracy control ({restoration.stopped_by}); nothing written. Raise --max-drift or the budget "
-                "(--max-float-modules, --budget-seconds), or calibrate on more slices"
-            )
+                steps.note(f"decoder kept FP32: weight compression gave {goal.describe(trial)}")
         with staged_output(output, overwrite) as stage:
             # Constants left in float (ignored-scope weights, attention biases, the decoder's
             # positional encoding) are stored as fp16 and computed in f32; the drift that
@@ -297,8 +297,8 @@ def quantize_openvino(
                 saved = meter.measure(
                     compile_models(stage / graph_file("openvino", "encoder"), stage / graph_file("openvino", "decoder"))
                 )
-            if saved.agreement < goal:
-                raise ParityError(f"saved INT8 artifact agreement {saved.agreement:.4f} < {goal:.4f}; nothing written")
+            if not goal.met(saved):
+                raise ParityError(f"saved INT8 artifact: {goal.describe(saved)}; nothing written")
             quantization = {
                 "engine": "nncf",
                 "target": target,
@@ -307,8 +307,9 @@ def quantize_openvino(
                 + "GPTQ weight rounding, no SmoothQuant, no bias correction; float constants stored as fp16",
                 "weight_rounding": rounding.to_dict(),
                 "calibration": calibration_record(calib_path, calib),
-                "max_drift": max_drift,
-                "metric": "mean mask agreement DSC vs FP32 over the validation cases (3D: propagated)",
+                **goal.to_dict(),
+                "metric": "mean mask agreement DSC vs FP32 over the validation cases (3D: propagated)"
+                + (", and over each modality's cases" if max_modality_drift is not None else ""),
                 "budget": budget.__dict__,
                 "float_scope": {reason: len(names) for reason, names in scope.items()},
                 "float_scope_operations": scope,

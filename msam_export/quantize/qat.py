@@ -293,10 +293,12 @@ def distill(
     target: str,
     kept_float: list[str],
     measure: Callable[[Any], Drift],
+    rank: Callable[[Drift], Any] = lambda drift: drift.agreement,
     note: Callable[[str], None] = lambda _: None,
 ) -> tuple[Any, Drift, dict[str, Any]]:
     """Returns (the best-scoring OpenVINO INT8 encoder model, its drift, a record of what was
-    done); ``measure`` scores an OpenVINO encoder model on the validation cases."""
+    done); ``measure`` scores an OpenVINO encoder model on the validation cases, ``rank`` orders
+    the scores (larger is better; default: mean agreement)."""
     import nncf
     import torch
 
@@ -354,7 +356,7 @@ def distill(
         student.to(device)
         drift = measure(converted)
         scores.append((done, round(drift.agreement, 6)))
-        if best is None or drift.agreement > best[2].agreement:
+        if best is None or rank(drift) > rank(best[2]):
             best = (done, converted, drift)
         note(f"qat after {done} steps: agreement {drift.agreement:.4f} (best: step {best[0]})")
 

@@ -4,7 +4,8 @@ Mask agreement DSC with FP32 on the calibration file's validation cases, cases t
 calibration never drew from. A 2D case scores its slice; a 3D case is propagated through its
 validation window exactly as ``segment`` propagates (the runtime's own predictor, the model's
 own rule), so the error that compounds from slice to slice is in the metric. The limit applies
-to the mean over cases, as verify's agreement does. Per-slice agreement (each slice decoded
+to the mean over cases, as verify's agreement does, and optionally to each modality's mean
+(``Goal``). Per-slice agreement (each slice decoded
 with its own boxes, as teacher forcing does) is reported next to it.
 
 The FP32 side is computed once: the file holds the PyTorch FP32 embeddings of the validation
@@ -48,6 +49,52 @@ class Drift:
             "cases": len(self.per_case),
             "slices": len(self.per_slice),
         }
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What quantization must reach: a mean agreement of at least ``1 - max_drift`` and, when
+    ``max_modality_drift`` is set, the same for each modality's mean on its own."""
+
+    max_drift: float
+    max_modality_drift: float | None = None
+
+    def shortfall(self, drift: Drift) -> float:
+        """How far ``drift`` is from the goal, 0 when met: the mean's miss plus the weakest
+        modality's, so that progress on either counts."""
+        miss = max((1.0 - self.max_drift) - drift.agreement, 0.0)
+        if self.max_modality_drift is not None and drift.per_modality:
+            miss += max((1.0 - self.max_modality_drift) - min(drift.per_modality.values()), 0.0)
+        return miss
+
+    def met(self, drift: Drift) -> bool:
+        """Whether ``drift`` meets every limit (a NaN agreement never does)."""
+        return self.shortfall(drift) == 0.0
+
+    def rank(self, drift: Drift) -> tuple[float, float]:
+        """Sort key, larger is better: closer to the goal first, then higher mean agreement.
+        Without a modality floor this orders as the mean agreement does."""
+        return (-self.shortfall(drift), drift.agreement)
+
+    def weakest_modality(self, drift: Drift) -> str | None:
+        """The lowest modality when it is below the floor; None otherwise or without a floor."""
+        if self.max_modality_drift is None or not drift.per_modality:
+            return None
+        name, value = min(drift.per_modality.items(), key=lambda item: item[1])
+        return name if value < 1.0 - self.max_modality_drift else None
+
+    def describe(self, drift: Drift) -> str:
+        """E.g. "agreement 0.9812 (target 0.9500), weakest modality Microscope 0.9600 (target 0.9700)";
+        the second part only with a modality floor."""
+        text = f"agreement {drift.agreement:.4f} (target {1.0 - self.max_drift:.4f})"
+        if self.max_modality_drift is not None and drift.per_modality:
+            name, value = min(drift.per_modality.items(), key=lambda item: item[1])
+            text += f", weakest modality {name} {value:.4f} (target {1.0 - self.max_modality_drift:.4f})"
+        return text
+
+    def to_dict(self) -> dict[str, float | None]:
+        """The limits as ``export.json`` records them."""
+        return {"max_drift": self.max_drift, "max_modality_drift": self.max_modality_drift}
 
 
 def image_key(image: np.ndarray) -> str:

@@ -57,3 +57,14 @@ def test_data_fingerprint_follows_bytes_and_ground_truth(tmp_path):
     assert data_fingerprint(cases[:1], one / "gts") != same
     shutil.copyfile(one / "gts" / CASES[1], one / "gts" / CASES[0])
     assert data_fingerprint(cases, one / "gts") != same
+
+
+@pytest.mark.parametrize("limits", [{"max_drift": 1.0}, {"max_modality_drift": -0.1}])
+def test_publish_checks_drift_limits_before_building_anything(tmp_path, limits):
+    from msam_export.publish import publish
+
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"never read")
+    with pytest.raises(MsamError, match=r"must be in \[0, 1\)"):
+        publish(checkpoint, tmp_path / "bundle", formats="openvino-int8", data=tmp_path, **limits)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]

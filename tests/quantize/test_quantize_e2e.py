@@ -55,7 +55,7 @@ def test_openvino_int8_meets_its_drift_and_size(openvino_int8, litemedsam_export
     assert rounding["method"] == "gptq" and "GPTQ weight rounding" in q["recipe"]
     assert rounding["layers"] > 0 and rounding["mean_output_error_vs_nearest"] < 1
     assert max(np.abs(codes).max() for codes in _int8_constants(out / "encoder.xml")) <= 64  # still 7-bit
-    assert q["drift"]["agreement_dsc"] >= 0.9
+    assert q["drift"]["agreement_dsc"] >= 0.9 and q["max_drift"] == 0.1 and q["max_modality_drift"] is None
     assert q["drift"]["cases"] == 2 and set(q["drift"]["agreement_by_case"]) == set(VALIDATION)
     assert q["calibration"]["validation_cases"] == VALIDATION and q["calibration"]["validation_windows"] == 1
     # the architecture-aware float scope was applied and is explained
@@ -85,10 +85,17 @@ def test_openvino_int8_segments_like_fp32(openvino_int8, litemedsam_exports):
 
 @pytest.mark.slow
 def test_unmet_drift_writes_nothing(litemedsam_exports, calib, tmp_path):
+    """The mean and the modality floor are both held, and the message names the weakest modality."""
     out = tmp_path / "never"
-    with pytest.raises(ParityError, match=r"INT8 agreement 0\.\d+ < 1\.0000 \(max drift 0\.0\) .*nothing written"):
+    expected = r"INT8 agreement 0\.\d+ \(target 1\.0000\), weakest modality (US|CT) 0\.\d+ \(target 1\.0000\) after "
+    with pytest.raises(ParityError, match=expected + ".*nothing written"):
         quantize_openvino(
-            litemedsam_exports["openvino"], out, calibration=calib, max_drift=0.0, budget=Budget(max_float_modules=0)
+            litemedsam_exports["openvino"],
+            out,
+            calibration=calib,
+            max_drift=0.0,
+            max_modality_drift=0.0,
+            budget=Budget(max_float_modules=0),
         )
     assert not out.exists()
     assert not list(tmp_path.iterdir())
@@ -121,6 +128,25 @@ def test_cli_int8_needs_calib(tmp_path):
     result = run_cli("openvino", "--default", "--int8", "-o", str(tmp_path / "x"))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --int8 needs --calib FILE (make one with `msam-export calibrate`)"
+
+
+def test_cli_rejects_a_modality_drift_out_of_range(tmp_path):
+    calib = tmp_path / "calib.npz"
+    calib.write_bytes(b"never read")
+    result = run_cli(
+        "openvino",
+        "--default",
+        "--int8",
+        "--calib",
+        str(calib),
+        "--max-modality-drift",
+        "1.5",
+        "-o",
+        str(tmp_path / "x"),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --max-modality-drift must be in [0, 1)"
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
