@@ -149,8 +149,9 @@ def publish(
     ``allow_failed`` (published, and the manifest says so) or ``withhold_failed`` (the others
     are published; the release says why it was withheld, and a format that could not be
     built within its drift limit is reported instead of stopping the run)."""
-    if not 0 <= max_drift < 1 or (max_modality_drift is not None and not 0 <= max_modality_drift < 1):
-        raise MsamError("--max-drift and --max-modality-drift must be in [0, 1)")
+    from ..quantize.validation import Goal
+
+    Goal(max_drift, max_modality_drift)  # checks both ranges before anything is built
     output = Path(output)
     paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(s) for s in sources]
     if len(paths) == 1 and paths[0].is_file():

@@ -200,11 +200,7 @@ def quantize_openvino(
     source, output, calib_path = Path(source), Path(output), Path(calibration)
     if not source.exists():
         raise MsamError(f"{source}: no such file or directory")
-    if not 0 <= max_drift < 1:
-        raise MsamError("--max-drift must be in [0, 1)")
-    if max_modality_drift is not None and not 0 <= max_modality_drift < 1:
-        raise MsamError("--max-modality-drift must be in [0, 1)")
-    goal = Goal(max_drift, max_modality_drift)
+    goal = Goal(max_drift, max_modality_drift)  # checks both ranges
     target = resolve_target(target)
     check_output_dir(output, overwrite)
     with tempfile.TemporaryDirectory(prefix="msam-int8-") as tmp:

@@ -86,10 +86,11 @@ def _scores(drift: Drift) -> dict[str, Any]:
 
 def _weakest_change(goal: Goal, before: Drift, after: Drift) -> str:
     """With a modality floor, how the weakest modality moved, for the "why" of a kept module."""
-    if goal.max_modality_drift is None or not before.per_modality:
+    weakest = before.weakest()
+    if goal.max_modality_drift is None or not weakest:
         return ""
-    name = min(before.per_modality, key=before.per_modality.__getitem__)
-    return f"; {name} {before.per_modality[name]:.4f} -> {after.per_modality.get(name, float('nan')):.4f}"
+    name, value = weakest
+    return f"; {name} {value:.4f} -> {after.per_modality.get(name, float('nan')):.4f}"
 
 
 def restore_accuracy(

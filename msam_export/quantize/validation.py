@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibrate import CalibrationSet
+from ..errors import MsamError
 from ..files import sha256_of
 from ..metrics import agreement_dice
 from ..runtime import Backend, Predictor
@@ -50,6 +51,10 @@ class Drift:
             "slices": len(self.per_slice),
         }
 
+    def weakest(self) -> tuple[str, float] | None:
+        """The modality with the lowest mean agreement and that mean (None without modalities)."""
+        return min(self.per_modality.items(), key=lambda item: item[1]) if self.per_modality else None
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -59,12 +64,19 @@ class Goal:
     max_drift: float
     max_modality_drift: float | None = None
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_drift < 1:
+            raise MsamError("--max-drift must be in [0, 1)")
+        if self.max_modality_drift is not None and not 0 <= self.max_modality_drift < 1:
+            raise MsamError("--max-modality-drift must be in [0, 1)")
+
     def shortfall(self, drift: Drift) -> float:
         """How far ``drift`` is from the goal, 0 when met: the mean's miss plus the weakest
         modality's, so that progress on either counts."""
         miss = max((1.0 - self.max_drift) - drift.agreement, 0.0)
-        if self.max_modality_drift is not None and drift.per_modality:
-            miss += max((1.0 - self.max_modality_drift) - min(drift.per_modality.values()), 0.0)
+        weakest = drift.weakest()
+        if self.max_modality_drift is not None and weakest:
+            miss += max((1.0 - self.max_modality_drift) - weakest[1], 0.0)
         return miss
 
     def met(self, drift: Drift) -> bool:
@@ -78,18 +90,18 @@ class Goal:
 
     def weakest_modality(self, drift: Drift) -> str | None:
         """The lowest modality when it is below the floor; None otherwise or without a floor."""
-        if self.max_modality_drift is None or not drift.per_modality:
+        weakest = drift.weakest()
+        if self.max_modality_drift is None or not weakest:
             return None
-        name, value = min(drift.per_modality.items(), key=lambda item: item[1])
-        return name if value < 1.0 - self.max_modality_drift else None
+        return weakest[0] if weakest[1] < 1.0 - self.max_modality_drift else None
 
     def describe(self, drift: Drift) -> str:
         """E.g. "agreement 0.9812 (target 0.9500), weakest modality Microscope 0.9600 (target 0.9700)";
         the second part only with a modality floor."""
         text = f"agreement {drift.agreement:.4f} (target {1.0 - self.max_drift:.4f})"
-        if self.max_modality_drift is not None and drift.per_modality:
-            name, value = min(drift.per_modality.items(), key=lambda item: item[1])
-            text += f", weakest modality {name} {value:.4f} (target {1.0 - self.max_modality_drift:.4f})"
+        weakest = drift.weakest()
+        if self.max_modality_drift is not None and weakest:
+            text += f", weakest modality {weakest[0]} {weakest[1]:.4f} (target {1.0 - self.max_modality_drift:.4f})"
         return text
 
     def to_dict(self) -> dict[str, float | None]:
